@@ -1,0 +1,49 @@
+# The targets CI and people run. `make test` and `make demo` set everything up on a fresh Debian/Ubuntu
+# machine with Python 3.11 and make: a virtualenv in .venv, the package and, for the tests, mosquitto.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+APT    := DEBIAN_FRONTEND=noninteractive apt-get -qq -o=Dpkg::Use-Pty=0
+
+.PHONY: install test check format demo bench clean system-deps
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "facmon needs Python 3.11 or newer; found $$($(PYTHON) --version 2>&1)"; exit 1; }
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing python3-venv"; rm -rf $(VENV); \
+	    $(APT) update && $(APT) install -y python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); \
+	  else echo "cannot create a virtualenv: install python3-venv"; exit 1; fi; }
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+# mosquitto for the integration tests; without root or apt the tests fall back to the embedded broker.
+system-deps:
+	@if command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing mosquitto"; $(APT) update && $(APT) install -y mosquitto >/dev/null; \
+	else echo "mosquitto is not installed and this is not root: the tests use the embedded broker"; fi
+
+test: install system-deps
+	$(BIN)/python -m pytest
+
+check: install
+	$(BIN)/ruff check facmon tests
+	$(BIN)/ruff format --check facmon tests
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix facmon tests
+	$(BIN)/ruff format facmon tests
+
+demo: install
+	$(BIN)/facmon demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .facmon-demo test-artifacts

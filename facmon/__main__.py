@@ -1,0 +1,3 @@
+from facmon.cmd.main import main
+
+raise SystemExit(main())

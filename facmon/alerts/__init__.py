@@ -1,0 +1,1 @@
+"""Alerts: what alarms set in motion — work orders and notifications to people."""

@@ -1,0 +1,58 @@
+"""Notifiers: the channels that carry messages to people. Each says whether a failure is worth retrying."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Protocol, TextIO
+
+from facmon.facility.config import ConsoleChannel, NotificationsConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A message ready for a channel: already rendered in the channel's language."""
+
+    subject: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    ok: bool
+    retryable: bool = False
+    detail: str = ""
+
+
+class Notifier(Protocol):
+    name: str
+    language: str
+
+    def send(self, notification: Notification) -> Delivery:
+        """Deliver, or say why not and whether trying again could help."""
+
+
+class ConsoleNotifier:
+    """Writes to a stream (standard output by default): for demos, and for logs collected from stdout."""
+
+    def __init__(self, name: str, language: str = "en", stream: TextIO | None = None) -> None:
+        self.name = name
+        self.language = language
+        self._stream = stream
+
+    def send(self, notification: Notification) -> Delivery:
+        stream = self._stream or sys.stdout
+        try:
+            stream.write(f"[{self.name}] {notification.subject}\n    {notification.body}\n")
+            stream.flush()
+        except (OSError, ValueError) as exc:
+            return Delivery(False, retryable=False, detail=str(exc))
+        return Delivery(True)
+
+
+def build_notifiers(config: NotificationsConfig) -> list[Notifier]:
+    notifiers: list[Notifier] = []
+    for name, channel in config.channels.items():
+        if isinstance(channel, ConsoleChannel):
+            notifiers.append(ConsoleNotifier(name, channel.language))
+    return notifiers

@@ -1,0 +1,152 @@
+"""Work orders: opened by hand or by alarms, numbered WO-YYYYMMDD-NNNN, due by their priority's response target."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from facmon.alerts.messages import work_order_opened
+from facmon.alerts.notify import Notifier
+from facmon.facility.config import AutoOpen, WorkOrdersConfig
+from facmon.facility.model import (
+    CATEGORY_OF_DEVICE_TYPE,
+    Alarm,
+    Category,
+    Device,
+    Priority,
+    WorkOrder,
+    WorkOrderEvent,
+    WorkOrderStatus,
+)
+from facmon.facility.registry import DeviceRegistry
+from facmon.facility.state import StateStore, StateTransaction
+from facmon.rules.processor import AlarmChange
+
+log = logging.getLogger(__name__)
+
+OPEN_STATUSES = (
+    WorkOrderStatus.OPEN,
+    WorkOrderStatus.ASSIGNED,
+    WorkOrderStatus.IN_PROGRESS,
+    WorkOrderStatus.ON_HOLD,
+)
+
+
+def open_work_order(
+    tx: StateTransaction,
+    *,
+    title: str,
+    category: Category,
+    priority: Priority,
+    source: str,
+    at: datetime,
+    tz: ZoneInfo,
+    response_target: timedelta | None,
+    device: Device | None = None,
+    alarm_id: int | None = None,
+    description: str | None = None,
+    team: str | None = None,
+    actor: str = "system",
+) -> WorkOrder:
+    """Number and insert a work order, with the first line of its history."""
+    number = tx.next_work_order_number(at.astimezone(tz).strftime("%Y%m%d"))
+    order = tx.insert_work_order(
+        WorkOrder(
+            id=0,
+            number=number,
+            title=title,
+            description=description,
+            device_id=device.id if device else None,
+            site=device.site if device else None,
+            location=_location(device) if device else None,
+            category=category,
+            priority=priority,
+            status=WorkOrderStatus.OPEN,
+            source=source,
+            alarm_id=alarm_id,
+            team=team,
+            created_at=at,
+            updated_at=at,
+            due_at=at + response_target if response_target is not None else None,
+        )
+    )
+    tx.add_work_order_event(WorkOrderEvent(order.id, at, "opened", order.status, actor, description))
+    return order
+
+
+class WorkOrderPolicy:
+    """Opens a work order for each new alarm that the policy covers, and notes on it when the alarm clears."""
+
+    def __init__(
+        self,
+        config: WorkOrdersConfig,
+        registry: DeviceRegistry,
+        store: StateStore,
+        tz: ZoneInfo,
+        notifiers: list[Notifier],
+    ) -> None:
+        self._config = config
+        self._registry = registry
+        self._store = store
+        self._tz = tz
+        self._notifiers = notifiers
+
+    def on_alarm_change(self, change: AlarmChange) -> None:
+        alarm = change.alarm
+        device = self._registry.get(alarm.device_id)
+        if device is None:
+            return
+        if change.new:
+            rule = self.match(alarm, device)
+            if rule is not None:
+                self._open_for(alarm, device, rule)
+        elif change.event.kind in ("returned", "cleared"):
+            self._note_alarm_cleared(alarm, change.event.at)
+
+    def match(self, alarm: Alarm, device: Device) -> AutoOpen | None:
+        """The first auto-open entry that covers this alarm."""
+        for entry in self._config.auto_open:
+            if alarm.severity in entry.severities and (not entry.device_types or device.type in entry.device_types):
+                return entry
+        return None
+
+    def _open_for(self, alarm: Alarm, device: Device, rule: AutoOpen) -> None:
+        with self._store.begin() as tx:
+            order = open_work_order(
+                tx,
+                title=f"{device.name}: {alarm.message}",
+                category=CATEGORY_OF_DEVICE_TYPE[device.type],
+                priority=rule.priority,
+                source="alarm",
+                at=alarm.raised_at,
+                tz=self._tz,
+                response_target=self._config.response_targets.get(rule.priority),
+                device=device,
+                alarm_id=alarm.id,
+                description=f"Opened by alarm {alarm.id} ({alarm.rule}, {alarm.severity}).",
+                team=rule.team,
+            )
+        log.info("work order %s opened for alarm %s (%s)", order.number, alarm.id, order.priority)
+        for notifier in self._notifiers:
+            delivery = notifier.send(work_order_opened(order, notifier.language, self._tz))
+            if not delivery.ok:
+                log.warning("notification of %s through %s failed: %s", order.number, notifier.name, delivery.detail)
+
+    def _note_alarm_cleared(self, alarm: Alarm, at: datetime) -> None:
+        # Clearing does not close the work order: someone still has to verify on site.
+        page = self._store.list_work_orders(statuses=OPEN_STATUSES, alarm_id=alarm.id)
+        if not page.items:
+            return
+        with self._store.begin() as tx:
+            for order in page.items:
+                tx.add_work_order_event(
+                    WorkOrderEvent(order.id, at, "alarm_cleared", order.status, "system", f"alarm {alarm.id} cleared")
+                )
+
+
+def _location(device: Device) -> str:
+    parts = [device.site, device.building]
+    if device.location:
+        parts.append(device.location)
+    return " / ".join(parts)

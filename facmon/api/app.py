@@ -1,0 +1,23 @@
+"""`create_app(services)`: the FastAPI application, its routers and its error handling."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from facmon import __version__
+from facmon.api import problems
+from facmon.api.deps import Services
+from facmon.api.routes import alarms, dashboard, devices, health, ingest, work_orders
+
+
+def create_app(services: Services) -> FastAPI:
+    app = FastAPI(
+        title="facmon",
+        version=__version__,
+        summary="Facility monitoring and alerting: devices, alarms, work orders",
+    )
+    app.state.services = services
+    problems.install(app)
+    for module in (health, devices, alarms, work_orders, ingest, dashboard):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,35 @@
+"""What the API's routes read, declared once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from facmon.facility.clock import Clock
+from facmon.facility.config import FacilityConfig
+from facmon.facility.registry import DeviceRegistry
+from facmon.facility.state import StateStore
+from facmon.ingest.presence import DevicePresence
+from facmon.ingest.storage import TelemetryStore
+
+
+@dataclass(frozen=True)
+class Services:
+    config: FacilityConfig
+    registry: DeviceRegistry
+    state: StateStore
+    telemetry: TelemetryStore
+    presence: DevicePresence
+    clock: Clock
+    broker_connected: Callable[[], bool]
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]

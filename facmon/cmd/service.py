@@ -1,0 +1,139 @@
+"""The running service: ingest, rules, alerts and the API wired together from one config."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+import uvicorn
+
+from facmon.alerts.notify import Notifier, build_notifiers
+from facmon.alerts.work_orders import WorkOrderPolicy
+from facmon.api.app import create_app
+from facmon.api.deps import Services
+from facmon.facility.clock import Clock, SystemClock
+from facmon.facility.config import FacilityConfig
+from facmon.facility.registry import DeviceRegistry
+from facmon.facility.state import StateStore
+from facmon.ingest.decode import Decoder
+from facmon.ingest.pipeline import IngestPipeline
+from facmon.ingest.presence import DevicePresence
+from facmon.ingest.storage import open_telemetry_store
+from facmon.ingest.subscriber import Message, MqttSubscriber
+from facmon.rules.conditions import RuleSet
+from facmon.rules.processor import RuleProcessor
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    """Everything but the HTTP server's loop: build with a config, `start()`, `stop()`."""
+
+    def __init__(
+        self, config: FacilityConfig, *, clock: Clock | None = None, notifiers: list[Notifier] | None = None
+    ) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.registry = DeviceRegistry.from_config(config)
+        self.state = StateStore.open(config.storage.state_url)
+        self.telemetry = open_telemetry_store(config.storage.telemetry)
+        self.presence = DevicePresence(config.ingest.stale_after, config.ingest.offline_after)
+        for device in self.registry:
+            latest = self.telemetry.latest(device.id)
+            if latest is not None:
+                self.presence.restore(device.id, *latest)
+
+        self.pipeline = IngestPipeline(
+            Decoder(
+                self.registry,
+                topic_prefix=config.mqtt.topic_prefix,
+                max_payload_bytes=config.ingest.max_payload_bytes,
+                max_future_skew_ms=int(config.ingest.max_future_skew.total_seconds() * 1000),
+            ),
+            self.telemetry,
+            self.state,
+            self.presence,
+            self.clock,
+            acknowledge=self._acknowledge,
+            batch_size=config.ingest.batch_size,
+        )
+        self.subscriber = MqttSubscriber(config.mqtt, self.pipeline.submit)
+
+        self.rules = RuleProcessor(RuleSet.compile(config.rules, self.registry), self.registry, self.state)
+        self.rules.restore()
+        self.pipeline.sinks.append(self.rules)
+        self.work_orders = WorkOrderPolicy(
+            config.work_orders,
+            self.registry,
+            self.state,
+            config.tz,
+            build_notifiers(config.notifications) if notifiers is None else notifiers,
+        )
+        self.rules.listeners.append(self.work_orders)
+
+        self.app = create_app(
+            Services(
+                config=config,
+                registry=self.registry,
+                state=self.state,
+                telemetry=self.telemetry,
+                presence=self.presence,
+                clock=self.clock,
+                broker_connected=lambda: self.subscriber.connected,
+            )
+        )
+
+    def _acknowledge(self, message: Message) -> None:
+        self.subscriber.ack(message)
+
+    def start(self) -> None:
+        self.pipeline.start()
+        self.subscriber.start()
+
+    def stop(self) -> None:
+        self.subscriber.stop()
+        self.pipeline.stop()
+        self.telemetry.close()
+        self.state.close()
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """Bind the API's socket up front, so that a taken port is one clear error before anything starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(128)
+    return sock
+
+
+def serve_http(service: Service, sock: socket.socket) -> None:
+    """Run the API until SIGINT or SIGTERM; returns after a graceful shutdown."""
+    server = uvicorn.Server(uvicorn.Config(service.app, log_level="warning", access_log=False, lifespan="off"))
+    with _sigterm_as_interrupt():
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:
+            pass  # uvicorn has shut down and re-raised the signal it caught; stopping is the caller's `finally`
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    # uvicorn re-raises the signal that stopped it; SIGTERM's default action would end the process before the
+    # broker, simulators and stores are stopped.
+    def interrupt(_sig: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,1 @@
+"""The facility: its domain types, its configuration and the state store shared by every part."""

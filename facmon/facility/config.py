@@ -1,0 +1,506 @@
+"""The facility config: one YAML file, validated into frozen pydantic models.
+
+Unknown keys are errors. Every scalar may be overridden from the environment as `FACMON_<KEY>__<SUBKEY>…`.
+Relative paths are relative to the config file's folder. `load_config` reports every problem at once, each
+with its file, key path and line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from facmon.facility.durations import parse_duration
+from facmon.facility.errors import ConfigError, ConfigProblem
+from facmon.facility.model import DeviceType, Priority, Severity
+from facmon.facility.telemetry import FIELDS, Kind
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+# Ids appear in MQTT topics and URLs: no slashes, wildcards or spaces.
+Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+
+ENV_PREFIX = "FACMON_"
+
+
+def _as_list(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _base_dir(info: ValidationInfo) -> Path:
+    context = info.context or {}
+    return Path(context.get("base_dir", "."))
+
+
+class MqttConfig(_Model):
+    url: str = "mqtt://127.0.0.1:1883"
+    username: str | None = None
+    password: SecretStr | None = None
+    topic_prefix: str = "facility"
+    client_id: str = "facmon"
+    keepalive: Duration = timedelta(seconds=30)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts"):
+            raise ValueError(f"{value!r}: scheme must be mqtt:// or mqtts://")
+        if not parts.hostname:
+            raise ValueError(f"{value!r}: no host")
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+        return value
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if not value or any(c in value for c in "+#") or value.startswith("/") or value.endswith("/"):
+            raise ValueError(f"{value!r}: a topic prefix has no wildcards and no leading or trailing '/'")
+        return value
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts"
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or (8883 if self.tls else 1883)
+
+
+class TelemetryStorageConfig(_Model):
+    backend: Literal["sqlite"] = "sqlite"
+    path: Path = Field(Path("data/telemetry.db"), validate_default=True)
+
+    @field_validator("path")
+    @classmethod
+    def _resolve(cls, value: Path, info: ValidationInfo) -> Path:
+        return value if value.is_absolute() else (_base_dir(info) / value).resolve()
+
+
+class StorageConfig(_Model):
+    telemetry: TelemetryStorageConfig = TelemetryStorageConfig()
+    state_url: str = Field("sqlite:///data/state.db", validate_default=True)
+
+    @field_validator("state_url")
+    @classmethod
+    def _check_state_url(cls, value: str, info: ValidationInfo) -> str:
+        scheme = value.split(":", 1)[0]
+        if scheme == "sqlite":
+            prefix = "sqlite:///"
+            if not value.startswith(prefix):
+                raise ValueError(f"{value!r}: write sqlite:///relative/path.db or sqlite:////absolute/path.db")
+            path = value[len(prefix) :]
+            if path in ("", ":memory:") or path.startswith("/"):
+                return value
+            return prefix + str((_base_dir(info) / path).resolve())
+        if scheme.split("+")[0] in ("postgresql", "postgres"):
+            return value
+        raise ValueError(f"{value!r}: the state store is sqlite:///… or postgresql://…")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _telemetry_always_validated(cls, data: Any) -> Any:
+        # Its default path is relative to the config's folder: validate the section even when absent.
+        if isinstance(data, dict) and "telemetry" not in data:
+            data = {**data, "telemetry": {}}
+        return data
+
+
+class ApiConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+
+
+class IngestConfig(_Model):
+    max_payload_bytes: int = Field(256 * 1024, ge=1024, le=16 * 1024 * 1024)
+    max_future_skew: Duration = timedelta(minutes=5)
+    stale_after: Duration = timedelta(minutes=5)
+    offline_after: Duration = timedelta(minutes=30)
+    batch_size: int = Field(1000, ge=1, le=100_000)
+
+
+class DeviceConfig(_Model):
+    id: Identifier
+    type: DeviceType
+    name: str
+    location: str | None = None
+    model: str | None = None
+    installed: date | None = None
+    nominal: dict[str, float] = {}
+    labels: dict[str, str] = {}
+
+
+class BuildingConfig(_Model):
+    id: Identifier
+    name: str | None = None
+    devices: list[DeviceConfig] = []
+
+
+class SiteConfig(_Model):
+    id: Identifier
+    name: str | None = None
+    buildings: list[BuildingConfig] = []
+
+
+class Selector(_Model):
+    """Which devices a rule applies to; every given criterion must match, an empty selector matches all."""
+
+    types: Annotated[list[DeviceType], BeforeValidator(_as_list)] = []
+    sites: Annotated[list[str], BeforeValidator(_as_list)] = []
+    buildings: Annotated[list[str], BeforeValidator(_as_list)] = []
+    ids: Annotated[list[str], BeforeValidator(_as_list)] = []
+    labels: dict[str, str] = {}
+
+
+Comparable = Annotated[float | bool | str, Field(union_mode="left_to_right")]
+
+
+class Level(_Model):
+    """One alarm level of a rule: a condition and the severity raised while it holds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    severity: Severity
+    above: float | None = None
+    below: float | None = None
+    equals: Annotated[bool | str, Field(union_mode="left_to_right")] | None = None
+    in_: list[str] | None = Field(None, alias="in")
+    message: str | None = None
+
+    @model_validator(mode="after")
+    def _one_condition(self) -> Level:
+        given = [k for k in ("above", "below", "equals", "in_") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("a level has exactly one condition: above, below, equals or in")
+        return self
+
+    @property
+    def numeric(self) -> bool:
+        return self.above is not None or self.below is not None
+
+
+class RuleConfig(_Model):
+    id: Identifier
+    name: str
+    description: str | None = None
+    enabled: bool = True
+    select: Selector = Selector()
+    field: Annotated[list[str], BeforeValidator(_as_list), Field(min_length=1)]
+    levels: list[Level] = Field(min_length=1)
+
+
+class AutoOpen(_Model):
+    """Alarms of these severities (and device types, when given) open a work order of this priority."""
+
+    severities: Annotated[list[Severity], BeforeValidator(_as_list), Field(min_length=1)]
+    device_types: Annotated[list[DeviceType], BeforeValidator(_as_list)] = []
+    priority: Priority
+    team: str | None = None
+
+
+DEFAULT_RESPONSE_TARGETS = {
+    # Fire alarm or burst pipe: someone on site within 5 minutes; elevator entrapment: within 30 minutes.
+    Priority.P1: timedelta(minutes=5),
+    Priority.P2: timedelta(minutes=30),
+    Priority.P3: timedelta(hours=4),
+    Priority.P4: timedelta(hours=24),
+}
+
+
+class WorkOrdersConfig(_Model):
+    auto_open: list[AutoOpen] = []
+    response_targets: dict[Priority, Duration] = DEFAULT_RESPONSE_TARGETS
+
+    @field_validator("response_targets")
+    @classmethod
+    def _fill_defaults(cls, value: dict[Priority, timedelta]) -> dict[Priority, timedelta]:
+        return {**DEFAULT_RESPONSE_TARGETS, **value}
+
+
+class ConsoleChannel(_Model):
+    type: Literal["console"]
+    language: Literal["en", "zh"] = "en"
+
+
+class NotificationsConfig(_Model):
+    channels: dict[str, ConsoleChannel] = {}
+
+
+class FacilityConfig(_Model):
+    timezone: str = "UTC"
+    mqtt: MqttConfig = MqttConfig()
+    storage: StorageConfig = StorageConfig()
+    api: ApiConfig = ApiConfig()
+    ingest: IngestConfig = IngestConfig()
+    sites: list[SiteConfig] = Field(min_length=1)
+    rules: list[RuleConfig] = []
+    work_orders: WorkOrdersConfig = WorkOrdersConfig()
+    notifications: NotificationsConfig = NotificationsConfig()
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone such as Asia/Shanghai") from None
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storage_always_validated(cls, data: Any) -> Any:
+        # The storage section's defaults hold relative paths: validate it even when absent so they get resolved.
+        if isinstance(data, dict) and "storage" not in data:
+            data = {**data, "storage": {}}
+        return data
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading
+
+
+Path_ = tuple[str | int, ...]
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> FacilityConfig:
+    """Read, override from the environment, and validate a config file; raise ConfigError with every problem."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError([ConfigProblem(source, "", f"cannot read the config: {reason}")]) from None
+    return parse_config(text, source=source, base_dir=path.resolve().parent, env=os.environ if env is None else env)
+
+
+def parse_config(
+    text: str, *, source: str = "<config>", base_dir: Path = Path("."), env: Mapping[str, str] | None = None
+) -> FacilityConfig:
+    """Validate config text; `base_dir` anchors relative paths."""
+    data, lines, problems = _parse_yaml(text, source)
+    if problems:
+        raise ConfigError(problems)
+    env_sources = _apply_env(data, env or {}, problems, source)
+    if problems:
+        raise ConfigError(problems)
+
+    def locate(loc: Path_) -> tuple[str, int | None]:
+        for i in range(len(loc), -1, -1):
+            if loc[:i] in env_sources:
+                return f"environment {env_sources[loc[:i]]}", None
+        for i in range(len(loc), -1, -1):
+            if loc[:i] in lines:
+                return source, lines[loc[:i]]
+        return source, None
+
+    try:
+        config = FacilityConfig.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False):
+            loc = tuple(err["loc"])
+            where, line = locate(loc)
+            problems.append(ConfigProblem(where, _dotted(loc), _describe(err), line))
+        raise ConfigError(_sorted(problems)) from None
+
+    for loc, message in check_references(config):
+        where, line = locate(loc)
+        problems.append(ConfigProblem(where, _dotted(loc), message, line))
+    if problems:
+        raise ConfigError(_sorted(problems))
+    return config
+
+
+def check_references(config: FacilityConfig) -> list[tuple[Path_, str]]:
+    """Checks across sections that single models cannot make: unique ids, rule fields that exist, …"""
+    found: list[tuple[Path_, str]] = []
+    seen_sites: set[str] = set()
+    seen_devices: dict[str, Path_] = {}
+    types_present: set[DeviceType] = set()
+    for s, site in enumerate(config.sites):
+        if site.id in seen_sites:
+            found.append((("sites", s, "id"), f"site id {site.id!r} is used twice"))
+        seen_sites.add(site.id)
+        seen_buildings: set[str] = set()
+        for b, building in enumerate(site.buildings):
+            if building.id in seen_buildings:
+                found.append((("sites", s, "buildings", b, "id"), f"building id {building.id!r} is used twice"))
+            seen_buildings.add(building.id)
+            for d, device in enumerate(building.devices):
+                here: Path_ = ("sites", s, "buildings", b, "devices", d, "id")
+                if device.id in seen_devices:
+                    first = _dotted(seen_devices[device.id])
+                    found.append((here, f"device id {device.id!r} is already used at {first}"))
+                else:
+                    seen_devices[device.id] = here
+                types_present.add(device.type)
+
+    seen_rules: set[str] = set()
+    for r, rule in enumerate(config.rules):
+        if rule.id in seen_rules:
+            found.append((("rules", r, "id"), f"rule id {rule.id!r} is used twice"))
+        seen_rules.add(rule.id)
+        types = rule.select.types or sorted(types_present)
+        for i, device_id in enumerate(rule.select.ids):
+            if device_id not in seen_devices:
+                found.append((("rules", r, "select", "ids", i), f"no device has the id {device_id!r}"))
+        for f, name in enumerate(rule.field):
+            loc: Path_ = ("rules", r, "field", f) if len(rule.field) > 1 else ("rules", r, "field")
+            for device_type in types:
+                spec = FIELDS[device_type].get(name)
+                if spec is None:
+                    found.append((loc, f"{name!r} is not a field of device type {device_type}"))
+                    continue
+                for lv, level in enumerate(rule.levels):
+                    problem = _level_mismatch(level, spec.kind, spec.choices)
+                    if problem:
+                        found.append((("rules", r, "levels", lv), f"{problem} ({name} of {device_type})"))
+    return found
+
+
+def _level_mismatch(level: Level, kind: Kind, choices: tuple[str, ...]) -> str | None:
+    numeric = kind in (Kind.NUMBER, Kind.INTEGER)
+    if level.numeric and not numeric:
+        return "above/below need a numeric field"
+    values: list[object] = list(level.in_ or []) if level.in_ is not None else [level.equals]
+    if level.numeric:
+        return None
+    if kind == Kind.BOOLEAN and not all(isinstance(v, bool) for v in values):
+        return "a boolean field is matched with equals: true or equals: false"
+    if kind == Kind.ENUM:
+        wrong = [v for v in values if v not in choices]
+        if wrong:
+            return f"{', '.join(map(repr, wrong))} not among {', '.join(choices)}"
+    return None
+
+
+def _parse_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[Path_, int], list[ConfigProblem]]:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        line = mark.line + 1 if mark is not None else None
+        return {}, {}, [ConfigProblem(source, "", f"not valid YAML: {problem}", line)]
+    if not isinstance(data, dict):
+        return {}, {}, [ConfigProblem(source, "", "the config must be a mapping of sections (timezone, mqtt, …)")]
+    lines: dict[Path_, int] = {}
+    problems: list[ConfigProblem] = []
+    _index_lines(node, (), lines, problems, source)
+    return data, lines, problems
+
+
+def _index_lines(
+    node: yaml.Node, loc: Path_, lines: dict[Path_, int], problems: list[ConfigProblem], source: str
+) -> None:
+    lines[loc] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: set[object] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in seen:
+                problems.append(
+                    ConfigProblem(source, _dotted((*loc, key)), "key given twice", key_node.start_mark.line + 1)
+                )
+            seen.add(key)
+            child = (*loc, key)
+            _index_lines(value_node, child, lines, problems, source)
+            lines[child] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _index_lines(item, (*loc, i), lines, problems, source)
+
+
+def _apply_env(
+    data: dict[str, Any], env: Mapping[str, str], problems: list[ConfigProblem], source: str
+) -> dict[Path_, str]:
+    """Set FACMON_A__B__C=value as data[a][b][c]; return which paths came from which variable."""
+    sources: dict[Path_, str] = {}
+    top_level = set(FacilityConfig.model_fields)
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        keys: list[str | int] = [k.lower() for k in name[len(ENV_PREFIX) :].split("__")]
+        if keys[0] not in top_level:
+            if len(keys) > 1:  # FACMON_SOMETHING_ELSE without "__" is not ours to judge
+                problems.append(ConfigProblem(f"environment {name}", "", f"unknown config section {keys[0]!r}"))
+            continue
+        target: Any = data
+        for i, key in enumerate(keys[:-1]):
+            if isinstance(target, list) and str(key).isdigit() and int(key) < len(target):
+                keys[i] = int(key)
+                target = target[int(key)]
+                continue
+            if not isinstance(target, dict):
+                break
+            target = target.setdefault(key, {})
+        last = keys[-1]
+        if isinstance(target, list) and str(last).isdigit() and int(last) < len(target):
+            keys[-1] = int(last)
+            target[int(last)] = env[name]
+        elif isinstance(target, dict):
+            target[last] = env[name]
+        else:
+            problems.append(ConfigProblem(f"environment {name}", _dotted(tuple(keys)), "does not name a setting"))
+            continue
+        sources[tuple(keys)] = name
+    return sources
+
+
+def _dotted(loc: Path_) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+_MESSAGES = {
+    "extra_forbidden": "unknown key",
+    "missing": "required key is missing",
+}
+
+
+def _describe(err: Mapping[str, Any]) -> str:
+    message = _MESSAGES.get(err["type"])
+    if message:
+        return message
+    text = str(err["msg"])
+    text = re.sub(r"^Value error, ", "", text)
+    value = err.get("input")
+    if err["type"] != "value_error" and isinstance(value, str | int | float | bool) and value is not None:
+        shown = repr(value)
+        text += f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
+    return text
+
+
+def _sorted(problems: list[ConfigProblem]) -> list[ConfigProblem]:
+    return sorted(problems, key=lambda p: (p.source, p.line if p.line is not None else 1 << 30, p.path))

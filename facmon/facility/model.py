@@ -1,0 +1,180 @@
+"""Domain types shared by ingest, rules, alerts and the API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+Scalar = float | int | bool | str | None
+
+
+class DeviceType(StrEnum):
+    PUMP = "pump"
+    POWER = "power"
+    ELEVATOR = "elevator"
+    SMOKE = "smoke"
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    MAJOR = "major"
+    MINOR = "minor"
+    WARNING = "warning"
+
+    @property
+    def rank(self) -> int:
+        """Higher is worse: critical 4 … warning 1."""
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {
+    Severity.CRITICAL: 4,
+    Severity.MAJOR: 3,
+    Severity.MINOR: 2,
+    Severity.WARNING: 1,
+}
+
+
+class AlarmState(StrEnum):
+    """ISA-18.2 alarm states (shelving and suppression are flags beside the state)."""
+
+    ACTIVE_UNACKED = "active_unacked"
+    ACTIVE_ACKED = "active_acked"
+    RETURNED_UNACKED = "returned_unacked"
+    CLEARED = "cleared"
+
+
+class Priority(StrEnum):
+    P1 = "P1"
+    P2 = "P2"
+    P3 = "P3"
+    P4 = "P4"
+
+
+class WorkOrderStatus(StrEnum):
+    OPEN = "open"
+    ASSIGNED = "assigned"
+    IN_PROGRESS = "in_progress"
+    ON_HOLD = "on_hold"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+
+
+class Category(StrEnum):
+    WATER = "water"
+    POWER = "power"
+    ELEVATOR = "elevator"
+    FIRE = "fire"
+    GENERAL = "general"
+
+
+CATEGORY_OF_DEVICE_TYPE = {
+    DeviceType.PUMP: Category.WATER,
+    DeviceType.POWER: Category.POWER,
+    DeviceType.ELEVATOR: Category.ELEVATOR,
+    DeviceType.SMOKE: Category.FIRE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A registered device, placed in its site and building."""
+
+    id: str
+    type: DeviceType
+    site: str
+    building: str
+    name: str
+    location: str | None = None
+    model: str | None = None
+    nominal: dict[str, float] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One accepted telemetry sample of one device."""
+
+    device_id: str
+    ts_ms: int
+    fields: dict[str, Scalar]
+    seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A message, or one element of an array payload, that ingest refused."""
+
+    topic: str
+    reason: str
+    received_at: datetime
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    id: int
+    rule: str
+    device_id: str
+    site: str
+    severity: Severity
+    state: AlarmState
+    raised_at: datetime
+    value: Scalar
+    message: str
+    shelved: bool = False
+    suppressed: bool = False
+    acked_at: datetime | None = None
+    acked_by: str | None = None
+    returned_at: datetime | None = None
+    cleared_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmEvent:
+    """One line of an alarm's audit trail: what changed, when, by whom and why."""
+
+    alarm_id: int
+    at: datetime
+    kind: str
+    state: AlarmState
+    severity: Severity
+    actor: str = "system"
+    value: Scalar = None
+    note: str | None = None
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkOrder:
+    id: int
+    number: str
+    title: str
+    device_id: str | None
+    site: str | None
+    category: Category
+    priority: Priority
+    status: WorkOrderStatus
+    source: str
+    created_at: datetime
+    due_at: datetime | None
+    alarm_id: int | None = None
+    description: str | None = None
+    location: str | None = None
+    team: str | None = None
+    assignee: str | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkOrderEvent:
+    work_order_id: int
+    at: datetime
+    kind: str
+    status: WorkOrderStatus
+    actor: str = "system"
+    note: str | None = None
+    id: int | None = None

@@ -1,0 +1,558 @@
+"""The state store: alarms, their audit trail, work orders, their history, and ingest rejects.
+
+SQLAlchemy 2 Core over a SQLite file (default) or PostgreSQL. Reads are methods of `StateStore`; writes go
+through a `StateTransaction` so that a caller groups the rows of one change (an alarm and its event, a work
+order and its first history line) into one commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    case,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from facmon.facility.errors import NotFound, StateStoreError
+from facmon.facility.model import (
+    Alarm,
+    AlarmEvent,
+    AlarmState,
+    Category,
+    Priority,
+    Reject,
+    Severity,
+    WorkOrder,
+    WorkOrderEvent,
+    WorkOrderStatus,
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on SQLite (which keeps no offset) as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the state store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+alarms = Table(
+    "alarms",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule", String(64), nullable=False),
+    Column("device_id", String(64), nullable=False),
+    Column("site", String(64), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("state", String(24), nullable=False),
+    Column("shelved", Boolean, nullable=False, default=False),
+    Column("suppressed", Boolean, nullable=False, default=False),
+    Column("raised_at", UTCDateTime, nullable=False),
+    Column("acked_at", UTCDateTime),
+    Column("acked_by", String(64)),
+    Column("returned_at", UTCDateTime),
+    Column("cleared_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("value", JSON),
+    Column("message", Text, nullable=False),
+    Index("ix_alarms_state", "state"),
+    Index("ix_alarms_rule_device", "rule", "device_id"),
+)
+
+alarm_events = Table(
+    "alarm_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alarm_id", Integer, ForeignKey("alarms.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("state", String(24), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("value", JSON),
+    Column("note", Text),
+)
+
+work_orders = Table(
+    "work_orders",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("number", String(24), nullable=False, unique=True),
+    Column("title", Text, nullable=False),
+    Column("description", Text),
+    Column("device_id", String(64)),
+    Column("site", String(64)),
+    Column("location", Text),
+    Column("category", String(16), nullable=False),
+    Column("priority", String(2), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("alarm_id", Integer, ForeignKey("alarms.id", ondelete="SET NULL"), index=True),
+    Column("team", String(64)),
+    Column("assignee", String(64)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("due_at", UTCDateTime),
+    Index("ix_work_orders_status", "status"),
+)
+
+work_order_events = Table(
+    "work_order_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("work_order_id", Integer, ForeignKey("work_orders.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("note", Text),
+)
+
+# Work order numbers are WO-YYYYMMDD-NNNN: the last NNNN handed out per day.
+work_order_counters = Table(
+    "work_order_counters",
+    metadata,
+    Column("day", String(8), primary_key=True),
+    Column("last", Integer, nullable=False),
+)
+
+ingest_rejects = Table(
+    "ingest_rejects",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("topic", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False, index=True),
+    Column("payload", Text, nullable=False),
+)
+
+ACTIVE_STATES = (AlarmState.ACTIVE_UNACKED, AlarmState.ACTIVE_ACKED, AlarmState.RETURNED_UNACKED)
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    total: int
+
+
+def normalise_url(url: str) -> str:
+    """Use psycopg 3 for PostgreSQL URLs that name no driver."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the API read while ingest writes; foreign keys are off by default in SQLite.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+class StateStore:
+    """Repository over the state database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str, *, create: bool = True) -> StateStore:
+        """Connect, and create the schema when it is missing."""
+        url = normalise_url(url)
+        try:
+            if url.startswith("sqlite:///") and not url.endswith(":memory:"):
+                Path(make_url(url).database or "").parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, pool_pre_ping=True)
+            if engine.dialect.name == "sqlite":
+                event.listen(engine, "connect", _sqlite_pragmas)
+            store = cls(engine)
+            if create:
+                metadata.create_all(engine)
+        except (SQLAlchemyError, OSError, ImportError) as exc:
+            raise StateStoreError(f"cannot open the state store {make_url(url)!r}: {_reason(exc)}") from None
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def ping(self) -> None:
+        """Raise StateStoreError when the database does not answer."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            raise StateStoreError(f"state store unreachable: {_reason(exc)}") from None
+
+    @contextmanager
+    def begin(self) -> Iterator[StateTransaction]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        with self.engine.begin() as conn:
+            yield StateTransaction(conn)
+
+    # -- alarms -----------------------------------------------------------------------------------------------
+
+    def open_alarms(self) -> list[Alarm]:
+        """Alarms that are not cleared: the ones the rule engine and operators still have to deal with."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(alarms).where(alarms.c.state.in_(ACTIVE_STATES)).order_by(alarms.c.id))
+            return [_alarm(row) for row in rows.mappings()]
+
+    def get_alarm(self, alarm_id: int) -> Alarm:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(alarms).where(alarms.c.id == alarm_id)).mappings().first()
+        if row is None:
+            raise NotFound("alarm", alarm_id)
+        return _alarm(row)
+
+    def list_alarms(
+        self,
+        *,
+        states: Sequence[AlarmState] | None = None,
+        shelved: bool | None = None,
+        severities: Sequence[Severity] = (),
+        site: str | None = None,
+        device_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> Page[Alarm]:
+        """Alarms, most severe first, then newest first."""
+        query = select(alarms)
+        if states is not None:
+            query = query.where(alarms.c.state.in_(states))
+        if shelved is not None:
+            query = query.where(alarms.c.shelved == shelved)
+        if severities:
+            query = query.where(alarms.c.severity.in_(severities))
+        if site:
+            query = query.where(alarms.c.site == site)
+        if device_id:
+            query = query.where(alarms.c.device_id == device_id)
+        ordered = query.order_by(_severity_order(), alarms.c.raised_at.desc(), alarms.c.id.desc())
+        with self.engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+            rows = conn.execute(ordered.limit(limit).offset(offset)).mappings()
+            return Page([_alarm(row) for row in rows], total)
+
+    def alarm_events(self, alarm_id: int) -> list[AlarmEvent]:
+        self.get_alarm(alarm_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(alarm_events).where(alarm_events.c.alarm_id == alarm_id).order_by(alarm_events.c.id)
+            )
+            return [_alarm_event(row) for row in rows.mappings()]
+
+    def count_open_alarms_by_device(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(alarms.c.device_id, func.count())
+                .where(alarms.c.state.in_(ACTIVE_STATES))
+                .group_by(alarms.c.device_id)
+            )
+            return {device_id: count for device_id, count in rows}
+
+    # -- work orders ------------------------------------------------------------------------------------------
+
+    def get_work_order(self, work_order_id: int) -> WorkOrder:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(work_orders).where(work_orders.c.id == work_order_id)).mappings().first()
+        if row is None:
+            raise NotFound("work order", work_order_id)
+        return _work_order(row)
+
+    def list_work_orders(
+        self,
+        *,
+        statuses: Sequence[WorkOrderStatus] | None = None,
+        device_id: str | None = None,
+        alarm_id: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> Page[WorkOrder]:
+        """Work orders, most urgent first (priority, then due time)."""
+        query = select(work_orders)
+        if statuses is not None:
+            query = query.where(work_orders.c.status.in_(statuses))
+        if device_id:
+            query = query.where(work_orders.c.device_id == device_id)
+        if alarm_id is not None:
+            query = query.where(work_orders.c.alarm_id == alarm_id)
+        ordered = query.order_by(work_orders.c.priority, work_orders.c.due_at, work_orders.c.id)
+        with self.engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+            rows = conn.execute(ordered.limit(limit).offset(offset)).mappings()
+            return Page([_work_order(row) for row in rows], total)
+
+    def work_order_events(self, work_order_id: int) -> list[WorkOrderEvent]:
+        self.get_work_order(work_order_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(work_order_events)
+                .where(work_order_events.c.work_order_id == work_order_id)
+                .order_by(work_order_events.c.id)
+            )
+            return [_work_order_event(row) for row in rows.mappings()]
+
+    # -- ingest rejects ---------------------------------------------------------------------------------------
+
+    def list_rejects(self, *, limit: int = 100, offset: int = 0) -> Page[tuple[int, Reject]]:
+        """Rejected messages, newest first, with their ids."""
+        with self.engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(ingest_rejects)).scalar_one()
+            rows = conn.execute(
+                select(ingest_rejects).order_by(ingest_rejects.c.id.desc()).limit(limit).offset(offset)
+            ).mappings()
+            return Page(
+                [(row["id"], Reject(row["topic"], row["reason"], row["received_at"], row["payload"])) for row in rows],
+                total,
+            )
+
+
+class StateTransaction:
+    """The writes of one transaction."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def insert_alarm(self, alarm: Alarm) -> Alarm:
+        """Insert a new alarm (its `id` is ignored) and return it with the id it was given."""
+        values = _alarm_values(alarm)
+        del values["id"]
+        new_id = self.conn.execute(insert(alarms).values(values).returning(alarms.c.id)).scalar_one()
+        return replace(alarm, id=new_id)
+
+    def update_alarm(self, alarm: Alarm) -> None:
+        values = _alarm_values(alarm)
+        result = self.conn.execute(update(alarms).where(alarms.c.id == alarm.id).values(values))
+        if result.rowcount == 0:
+            raise NotFound("alarm", alarm.id)
+
+    def add_alarm_event(self, event: AlarmEvent) -> None:
+        self.conn.execute(
+            insert(alarm_events).values(
+                alarm_id=event.alarm_id,
+                at=event.at,
+                kind=event.kind,
+                state=event.state.value,
+                severity=event.severity.value,
+                actor=event.actor,
+                value=event.value,
+                note=event.note,
+            )
+        )
+
+    def next_work_order_number(self, day: str) -> str:
+        """Allocate WO-YYYYMMDD-NNNN for `day` (YYYYMMDD, in the facility's timezone)."""
+        bumped = self.conn.execute(
+            update(work_order_counters)
+            .where(work_order_counters.c.day == day)
+            .values(last=work_order_counters.c.last + 1)
+            .returning(work_order_counters.c.last)
+        ).scalar_one_or_none()
+        if bumped is None:
+            self.conn.execute(insert(work_order_counters).values(day=day, last=1))
+            bumped = 1
+        return f"WO-{day}-{bumped:04d}"
+
+    def insert_work_order(self, order: WorkOrder) -> WorkOrder:
+        values = _work_order_values(order)
+        del values["id"]
+        new_id = self.conn.execute(insert(work_orders).values(values).returning(work_orders.c.id)).scalar_one()
+        return replace(order, id=new_id)
+
+    def update_work_order(self, order: WorkOrder) -> None:
+        result = self.conn.execute(
+            update(work_orders).where(work_orders.c.id == order.id).values(_work_order_values(order))
+        )
+        if result.rowcount == 0:
+            raise NotFound("work order", order.id)
+
+    def add_work_order_event(self, event: WorkOrderEvent) -> None:
+        self.conn.execute(
+            insert(work_order_events).values(
+                work_order_id=event.work_order_id,
+                at=event.at,
+                kind=event.kind,
+                status=event.status.value,
+                actor=event.actor,
+                note=event.note,
+            )
+        )
+
+    def add_rejects(self, rejects: Iterable[Reject]) -> None:
+        rows = [
+            {"topic": r.topic, "reason": r.reason, "received_at": r.received_at, "payload": r.payload}
+            for r in rejects
+        ]
+        if rows:
+            self.conn.execute(insert(ingest_rejects), rows)
+
+
+def _severity_order() -> Any:
+    return case({s.value: 5 - s.rank for s in Severity}, value=alarms.c.severity, else_=9)
+
+
+def _reason(exc: BaseException) -> str:
+    text_ = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text_[0] if text_ else type(exc).__name__
+
+
+def _alarm_values(alarm: Alarm) -> dict[str, Any]:
+    return {
+        "id": alarm.id,
+        "rule": alarm.rule,
+        "device_id": alarm.device_id,
+        "site": alarm.site,
+        "severity": alarm.severity.value,
+        "state": alarm.state.value,
+        "shelved": alarm.shelved,
+        "suppressed": alarm.suppressed,
+        "raised_at": alarm.raised_at,
+        "acked_at": alarm.acked_at,
+        "acked_by": alarm.acked_by,
+        "returned_at": alarm.returned_at,
+        "cleared_at": alarm.cleared_at,
+        "updated_at": alarm.updated_at or alarm.raised_at,
+        "value": alarm.value,
+        "message": alarm.message,
+    }
+
+
+def _alarm(row: Any) -> Alarm:
+    return Alarm(
+        id=row["id"],
+        rule=row["rule"],
+        device_id=row["device_id"],
+        site=row["site"],
+        severity=Severity(row["severity"]),
+        state=AlarmState(row["state"]),
+        shelved=row["shelved"],
+        suppressed=row["suppressed"],
+        raised_at=row["raised_at"],
+        acked_at=row["acked_at"],
+        acked_by=row["acked_by"],
+        returned_at=row["returned_at"],
+        cleared_at=row["cleared_at"],
+        updated_at=row["updated_at"],
+        value=row["value"],
+        message=row["message"],
+    )
+
+
+def _alarm_event(row: Any) -> AlarmEvent:
+    return AlarmEvent(
+        id=row["id"],
+        alarm_id=row["alarm_id"],
+        at=row["at"],
+        kind=row["kind"],
+        state=AlarmState(row["state"]),
+        severity=Severity(row["severity"]),
+        actor=row["actor"],
+        value=row["value"],
+        note=row["note"],
+    )
+
+
+def _work_order_values(order: WorkOrder) -> dict[str, Any]:
+    return {
+        "id": order.id,
+        "number": order.number,
+        "title": order.title,
+        "description": order.description,
+        "device_id": order.device_id,
+        "site": order.site,
+        "location": order.location,
+        "category": order.category.value,
+        "priority": order.priority.value,
+        "status": order.status.value,
+        "source": order.source,
+        "alarm_id": order.alarm_id,
+        "team": order.team,
+        "assignee": order.assignee,
+        "created_at": order.created_at,
+        "updated_at": order.updated_at or order.created_at,
+        "due_at": order.due_at,
+    }
+
+
+def _work_order(row: Any) -> WorkOrder:
+    return WorkOrder(
+        id=row["id"],
+        number=row["number"],
+        title=row["title"],
+        description=row["description"],
+        device_id=row["device_id"],
+        site=row["site"],
+        location=row["location"],
+        category=Category(row["category"]),
+        priority=Priority(row["priority"]),
+        status=WorkOrderStatus(row["status"]),
+        source=row["source"],
+        alarm_id=row["alarm_id"],
+        team=row["team"],
+        assignee=row["assignee"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        due_at=row["due_at"],
+    )
+
+
+def _work_order_event(row: Any) -> WorkOrderEvent:
+    return WorkOrderEvent(
+        id=row["id"],
+        work_order_id=row["work_order_id"],
+        at=row["at"],
+        kind=row["kind"],
+        status=WorkOrderStatus(row["status"]),
+        actor=row["actor"],
+        note=row["note"],
+    )

@@ -1,0 +1,39 @@
+"""The MQTT topic contract between gateways and facmon."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+DEFAULT_PREFIX = "facility"
+
+
+class TelemetryTopic(NamedTuple):
+    site: str
+    device_type: str
+    device_id: str
+
+
+def telemetry_topic(prefix: str, site: str, device_type: str, device_id: str) -> str:
+    return f"{prefix}/{site}/{device_type}/{device_id}/telemetry"
+
+
+def telemetry_filter(prefix: str) -> str:
+    """The subscription that matches every device's telemetry under `prefix`."""
+    return f"{prefix}/+/+/+/telemetry"
+
+
+def gateway_status_topic(prefix: str, site: str, gateway_id: str) -> str:
+    return f"{prefix}/{site}/gateway/{gateway_id}/status"
+
+
+def parse_telemetry_topic(topic: str, prefix: str) -> TelemetryTopic | None:
+    """Split a telemetry topic into its parts, or None when it is not one."""
+    parts = topic.split("/")
+    prefix_parts = prefix.split("/")
+    n = len(prefix_parts)
+    if len(parts) != n + 4 or parts[:n] != prefix_parts or parts[-1] != "telemetry":
+        return None
+    site, device_type, device_id = parts[n], parts[n + 1], parts[n + 2]
+    if not (site and device_type and device_id):
+        return None
+    return TelemetryTopic(site, device_type, device_id)

@@ -1,0 +1,1 @@
+"""Ingest: MQTT telemetry in, decoded and validated, stored; readings handed on to the rules."""

@@ -1,0 +1,18 @@
+"""Errors of the ingest package.
+
+    IngestError
+    ├── PayloadError           a message breaks the telemetry contract; its text is the reject reason
+    └── TelemetryStoreError    the telemetry store cannot be opened or written; the batch is retried, not acked
+"""
+
+
+class IngestError(Exception):
+    """Base of the ingest package's errors."""
+
+
+class PayloadError(IngestError):
+    pass
+
+
+class TelemetryStoreError(IngestError):
+    pass

@@ -1,0 +1,64 @@
+"""Device presence: when each device was last heard from and its latest values, kept in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from facmon.facility.model import Reading, Scalar
+
+
+class Presence(StrEnum):
+    ONLINE = "online"
+    STALE = "stale"
+    OFFLINE = "offline"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSnapshot:
+    last_seen_ms: int
+    latest_ts_ms: int
+    latest: dict[str, Scalar]
+
+
+class DevicePresence:
+    """Written by the ingest thread, read by the API: each device's snapshot is replaced whole, never mutated."""
+
+    def __init__(self, stale_after: timedelta, offline_after: timedelta) -> None:
+        self._stale_ms = stale_after.total_seconds() * 1000
+        self._offline_ms = offline_after.total_seconds() * 1000
+        self._snapshots: dict[str, DeviceSnapshot] = {}
+
+    def restore(self, device_id: str, ts_ms: int, latest: dict[str, Scalar]) -> None:
+        self._snapshots[device_id] = DeviceSnapshot(ts_ms, ts_ms, dict(latest))
+
+    def observe(self, readings: Iterable[Reading], received_ms: int) -> None:
+        for reading in readings:
+            old = self._snapshots.get(reading.device_id)
+            if old is None:
+                self._snapshots[reading.device_id] = DeviceSnapshot(received_ms, reading.ts_ms, dict(reading.fields))
+            elif reading.ts_ms >= old.latest_ts_ms:
+                # A backlog flush brings old readings: they must not overwrite newer values.
+                self._snapshots[reading.device_id] = DeviceSnapshot(
+                    max(old.last_seen_ms, received_ms), reading.ts_ms, {**old.latest, **reading.fields}
+                )
+            else:
+                self._snapshots[reading.device_id] = DeviceSnapshot(
+                    max(old.last_seen_ms, received_ms), old.latest_ts_ms, old.latest
+                )
+
+    def get(self, device_id: str) -> DeviceSnapshot | None:
+        return self._snapshots.get(device_id)
+
+    def status(self, device_id: str, now: datetime) -> Presence:
+        snapshot = self._snapshots.get(device_id)
+        if snapshot is None:
+            return Presence.OFFLINE
+        silent_ms = now.timestamp() * 1000 - snapshot.last_seen_ms
+        if silent_ms <= self._stale_ms:
+            return Presence.ONLINE
+        if silent_ms <= self._offline_ms:
+            return Presence.STALE
+        return Presence.OFFLINE

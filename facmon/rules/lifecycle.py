@@ -1,0 +1,88 @@
+"""The ISA-18.2 alarm lifecycle, as pure functions from an alarm and a happening to the alarm after it.
+
+    normal ──raise──▶ active_unacked ──ack──▶ active_acked
+                          │                       │
+                       condition               condition
+                        clears                  clears
+                          ▼                       ▼
+                   returned_unacked ──ack──▶ cleared (episode over; a new raise is a new alarm)
+
+A raise while returned-unacknowledged re-activates the same alarm. A rise in severity re-annunciates it
+(back to unacknowledged); a fall does not. Each function returns the new alarm and the audit event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from facmon.facility.model import Alarm, AlarmEvent, AlarmState, Device
+from facmon.rules.engine import ConditionChange, ConditionEvent
+
+
+class LifecycleError(ValueError):
+    """An operator action that the alarm's state does not allow."""
+
+
+def on_condition(alarm: Alarm | None, event: ConditionEvent, device: Device) -> tuple[Alarm, AlarmEvent] | None:
+    """Apply a condition change from the engine; None when it changes nothing."""
+    at = event.at
+    if event.kind is ConditionChange.RAISED:
+        if alarm is None or alarm.state is AlarmState.CLEARED:
+            new = Alarm(
+                id=0,
+                rule=event.rule,
+                device_id=event.device_id,
+                site=device.site,
+                severity=event.severity,
+                state=AlarmState.ACTIVE_UNACKED,
+                raised_at=at,
+                value=event.value,
+                message=event.message,
+                updated_at=at,
+            )
+            return new, _event(new, "raised", at, note=event.message)
+        new = replace(
+            alarm,
+            state=AlarmState.ACTIVE_UNACKED,
+            severity=event.severity,
+            value=event.value,
+            message=event.message,
+            returned_at=None,
+            updated_at=at,
+        )
+        return new, _event(new, "reactivated", at, note=event.message)
+
+    if alarm is None or alarm.state is AlarmState.CLEARED:
+        return None
+
+    if event.kind is ConditionChange.SEVERITY_CHANGED:
+        escalated = event.severity.rank > alarm.severity.rank
+        state = AlarmState.ACTIVE_UNACKED if escalated else alarm.state
+        new = replace(alarm, severity=event.severity, state=state, value=event.value, message=event.message, updated_at=at)
+        note = f"severity {alarm.severity} → {event.severity}"
+        return new, _event(new, "severity_changed", at, note=note)
+
+    # The condition cleared.
+    if alarm.state is AlarmState.ACTIVE_ACKED:
+        new = replace(alarm, state=AlarmState.CLEARED, value=event.value, returned_at=at, cleared_at=at, updated_at=at)
+        return new, _event(new, "cleared", at, note=event.message)
+    if alarm.state is AlarmState.ACTIVE_UNACKED:
+        new = replace(alarm, state=AlarmState.RETURNED_UNACKED, value=event.value, returned_at=at, updated_at=at)
+        return new, _event(new, "returned", at, note=event.message)
+    return None
+
+
+def acknowledge(alarm: Alarm, actor: str, at: datetime, note: str | None = None) -> tuple[Alarm, AlarmEvent]:
+    """An operator acknowledges: active → active-acknowledged; returned → cleared."""
+    if alarm.state is AlarmState.ACTIVE_UNACKED:
+        new = replace(alarm, state=AlarmState.ACTIVE_ACKED, acked_at=at, acked_by=actor, updated_at=at)
+    elif alarm.state is AlarmState.RETURNED_UNACKED:
+        new = replace(alarm, state=AlarmState.CLEARED, acked_at=at, acked_by=actor, cleared_at=at, updated_at=at)
+    else:
+        raise LifecycleError(f"alarm {alarm.id} is {alarm.state}: there is nothing to acknowledge")
+    return new, _event(new, "acknowledged", at, actor=actor, note=note)
+
+
+def _event(alarm: Alarm, kind: str, at: datetime, *, actor: str = "system", note: str | None = None) -> AlarmEvent:
+    return AlarmEvent(alarm.id, at, kind, alarm.state, alarm.severity, actor, alarm.value, note)

@@ -1,0 +1,1 @@
+"""Simulated devices and gateways that publish telemetry by the topic and payload contract."""

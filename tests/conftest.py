@@ -1,0 +1,81 @@
+"""Real servers for the tests: an MQTT broker on a free loopback port, SQLite in tmp dirs, PostgreSQL if present."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from facmon.cmd.broker import Broker, start_broker
+from facmon.facility.state import StateStore
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "facility.yaml"
+POSTGRES_ADMIN_URL = os.environ.get("FACMON_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker() -> Iterator[Broker]:
+    """mosquitto on a free port with a throwaway config; the embedded broker where mosquitto is not installed."""
+    kind = os.environ.get("FACMON_TEST_BROKER", "auto")
+    broker = start_broker(kind)  # type: ignore[arg-type]
+    yield broker
+    broker.stop()
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.current = start or datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, **delta: float) -> datetime:
+        self.current += timedelta(**delta)
+        return self.current
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def _postgres_database() -> Iterator[str]:
+    try:
+        admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except (SQLAlchemyError, ImportError) as exc:
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {str(exc).splitlines()[0]}")
+    name = f"facmon_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each state test runs on a SQLite file and on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state.db'}"
+    else:
+        yield from _postgres_database()
+
+
+@pytest.fixture
+def state_store(state_url: str) -> Iterator[StateStore]:
+    store = StateStore.open(state_url)
+    yield store
+    store.close()

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from facmon.facility.config import load_config, parse_config
+from facmon.facility.errors import ConfigError
+from facmon.facility.model import Priority
+from tests.conftest import EXAMPLE
+
+TESTDATA = Path(__file__).parent / "testdata"
+
+
+def problems(name: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(TESTDATA / name, env=env or {})
+    return [str(p) for p in caught.value.problems]
+
+
+def test_example_facility_is_valid_and_complete() -> None:
+    config = load_config(EXAMPLE, env={})
+    devices = [d for s in config.sites for b in s.buildings for d in b.devices]
+    by_type: dict[str, int] = {}
+    for device in devices:
+        by_type[device.type] = by_type.get(device.type, 0) + 1
+    assert by_type == {"pump": 2, "power": 2, "elevator": 4, "smoke": 20}
+    assert [b.id for b in config.sites[0].buildings] == ["A", "B"]
+    assert {r.select.types[0] for r in config.rules} == {"pump", "power", "elevator", "smoke"}
+    assert config.work_orders.auto_open
+    assert config.notifications.channels["duty-log"].type == "console"
+
+
+def test_minimal_config_gets_defaults_with_paths_relative_to_the_file() -> None:
+    config = load_config(TESTDATA / "good-minimal.yaml", env={})
+    assert config.mqtt.url == "mqtt://127.0.0.1:1883"
+    assert config.storage.telemetry.path == (TESTDATA / "data" / "telemetry.db").resolve()
+    assert config.storage.state_url == f"sqlite:///{(TESTDATA / 'data' / 'state.db').resolve()}"
+    assert config.work_orders.response_targets[Priority.P1] == timedelta(minutes=5)
+
+
+def test_unknown_key_is_an_error_with_file_line_and_key_path() -> None:
+    assert problems("bad-unknown-key.yaml") == [f"{TESTDATA / 'bad-unknown-key.yaml'}:4: mqtt.colour: unknown key"]
+
+
+def test_wrong_types_each_reported_on_their_own_line() -> None:
+    found = problems("bad-types.yaml")
+    source = TESTDATA / "bad-types.yaml"
+    assert found[0] == f"{source}:1: timezone: 'Mars/Olympus' is not an IANA time zone such as Asia/Shanghai"
+    assert found[1].startswith(f"{source}:3: api.port: Input should be a valid integer")
+    assert "(got 'eighty')" in found[1]
+    assert found[2].startswith(f"{source}:9: sites.0.buildings.0.devices.0.type: Input should be 'pump'")
+    assert found[3] == f"{source}:10: sites.0.buildings.0.devices.1.name: required key is missing"
+    assert found[4].startswith(f"{source}:13: work_orders.response_targets.P1: 'soon' is not a duration")
+    assert len(found) == 5
+
+
+def test_references_across_sections_are_checked() -> None:
+    found = problems("bad-references.yaml")
+    text = "\n".join(found)
+    assert ":7: sites.0.buildings.0.devices.1.id: device id 'p1' is already used" in text
+    assert ":11: rules.0.select.ids.0: no device has the id 'p9'" in text
+    assert ":12: rules.0.field: 'presure_bar' is not a field of device type pump" in text
+    assert ":15: rules.1.id: rule id 'low' is used twice" in text
+    assert ":20: rules.1.levels.0: 'broken' not among idle, running" in text
+    assert ":21: rules.1.levels.1: above/below need a numeric field (state of elevator)" in text
+
+
+def test_invalid_yaml_names_the_line() -> None:
+    [found] = problems("bad-yaml.yaml")
+    assert found.startswith(f"{TESTDATA / 'bad-yaml.yaml'}:")
+    assert "not valid YAML" in found
+
+
+def test_missing_file_is_one_clear_problem(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "nope.yaml", env={})
+    assert str(caught.value) == f"{tmp_path / 'nope.yaml'}: cannot read the config: No such file or directory"
+
+
+def test_environment_overrides_scalars_and_is_named_in_errors() -> None:
+    env = {
+        "FACMON_MQTT__URL": "mqtts://broker.example:8883",
+        "FACMON_MQTT__PASSWORD": "s3cret",
+        "FACMON_API__PORT": "9090",
+        "FACMON_STORAGE__TELEMETRY__PATH": "/var/lib/facmon/t.db",
+        "FACMON_SITES__0__NAME": "Plant one",
+        "FACMON_UNRELATED_SETTING": "ignored: not a config section",
+    }
+    config = load_config(TESTDATA / "good-minimal.yaml", env=env)
+    assert (config.mqtt.host, config.mqtt.port, config.mqtt.tls) == ("broker.example", 8883, True)
+    assert config.mqtt.password is not None and config.mqtt.password.get_secret_value() == "s3cret"
+    assert config.api.port == 9090
+    assert config.storage.telemetry.path == Path("/var/lib/facmon/t.db")
+    assert config.sites[0].name == "Plant one"
+
+    found = problems("good-minimal.yaml", env={"FACMON_API__PORT": "http", "FACMON_MQTT__URLS": "x"})
+    assert any(p.startswith("environment FACMON_API__PORT: api.port: Input should be a valid integer") for p in found)
+    assert "environment FACMON_MQTT__URLS: mqtt.urls: unknown key" in found
+
+
+def test_duplicate_yaml_keys_are_errors() -> None:
+    text = "sites: []\nsites:\n  - id: a\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, source="dup.yaml", env={})
+    assert "dup.yaml:2: sites: key given twice" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://broker:1883", "scheme must be mqtt:// or mqtts://"),
+        ("mqtt://:1883", "no host"),
+    ],
+)
+def test_bad_broker_urls(url: str, message: str) -> None:
+    text = f"mqtt: {{url: '{url}'}}\nsites: [{{id: s}}]\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, env={})
+    assert message in str(caught.value)
+
+
+def test_level_needs_exactly_one_condition() -> None:
+    text = """
+sites: [{id: s, buildings: [{id: b, devices: [{id: p, type: pump, name: P}]}]}]
+rules:
+  - {id: r, name: R, field: pressure_bar, levels: [{severity: major, below: 1, above: 5}]}
+"""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, source="c.yaml", env={})
+    assert "c.yaml:4: rules.0.levels.0: a level has exactly one condition" in str(caught.value)

@@ -1,0 +1,137 @@
+"""The state store, on a SQLite file and on PostgreSQL."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from facmon.facility.errors import NotFound, StateStoreError
+from facmon.facility.model import (
+    Alarm,
+    AlarmEvent,
+    AlarmState,
+    Category,
+    Priority,
+    Reject,
+    Severity,
+    WorkOrder,
+    WorkOrderEvent,
+    WorkOrderStatus,
+)
+from facmon.facility.state import StateStore
+
+T0 = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
+
+
+def alarm(rule: str = "low", device: str = "pump-1", severity: Severity = Severity.MAJOR, at: datetime = T0) -> Alarm:
+    return Alarm(0, rule, device, "riverside", severity, AlarmState.ACTIVE_UNACKED, at, 1.2, f"{rule} on {device}")
+
+
+def work_order(number: str, priority: Priority = Priority.P2, alarm_id: int | None = None) -> WorkOrder:
+    return WorkOrder(
+        0, number, "Pump low", "pump-1", "riverside", Category.WATER, priority, WorkOrderStatus.OPEN, "alarm", T0,
+        T0 + timedelta(minutes=30), alarm_id,
+    )
+
+
+def test_alarm_round_trip_keeps_every_field_and_times_stay_aware(state_store: StateStore) -> None:
+    with state_store.begin() as tx:
+        stored = tx.insert_alarm(alarm())
+        tx.add_alarm_event(AlarmEvent(stored.id, T0, "raised", stored.state, stored.severity, value=1.2, note="why"))
+    assert stored.id > 0
+    loaded = state_store.get_alarm(stored.id)
+    assert loaded == replace(stored, updated_at=T0)
+    assert loaded.raised_at.tzinfo is not None and loaded.raised_at == T0
+    [event] = state_store.alarm_events(stored.id)
+    assert (event.kind, event.actor, event.note, event.value) == ("raised", "system", "why", 1.2)
+
+
+def test_update_and_list_filters(state_store: StateStore) -> None:
+    with state_store.begin() as tx:
+        a = tx.insert_alarm(alarm("low", "pump-1", Severity.MAJOR, T0))
+        b = tx.insert_alarm(alarm("fire", "smoke-1", Severity.CRITICAL, T0 + timedelta(minutes=1)))
+        c = tx.insert_alarm(alarm("batt", "smoke-2", Severity.WARNING, T0 + timedelta(minutes=2)))
+        tx.update_alarm(replace(c, state=AlarmState.CLEARED, cleared_at=T0 + timedelta(minutes=3)))
+    open_ids = [x.id for x in state_store.open_alarms()]
+    assert open_ids == [a.id, b.id]
+    page = state_store.list_alarms(states=[AlarmState.ACTIVE_UNACKED])
+    assert [x.id for x in page.items] == [b.id, a.id]  # critical before major
+    assert page.total == 2
+    assert state_store.list_alarms().total == 3
+    assert [x.id for x in state_store.list_alarms(severities=[Severity.WARNING]).items] == [c.id]
+    assert [x.id for x in state_store.list_alarms(device_id="pump-1").items] == [a.id]
+    assert state_store.list_alarms(site="elsewhere").total == 0
+    assert [x.id for x in state_store.list_alarms(limit=1, offset=1).items] == [a.id]
+    assert state_store.count_open_alarms_by_device() == {"pump-1": 1, "smoke-1": 1}
+
+
+def test_missing_rows_are_not_found(state_store: StateStore) -> None:
+    with pytest.raises(NotFound):
+        state_store.get_alarm(999)
+    with pytest.raises(NotFound):
+        state_store.get_work_order(999)
+    with pytest.raises(NotFound), state_store.begin() as tx:
+        tx.update_alarm(replace(alarm(), id=999))
+
+
+def test_work_order_numbers_count_per_day(state_store: StateStore) -> None:
+    with state_store.begin() as tx:
+        numbers = [tx.next_work_order_number("20261122") for _ in range(3)]
+        numbers.append(tx.next_work_order_number("20261123"))
+    assert numbers == ["WO-20261122-0001", "WO-20261122-0002", "WO-20261122-0003", "WO-20261123-0001"]
+
+
+def test_a_failed_transaction_leaves_nothing(state_store: StateStore) -> None:
+    with pytest.raises(RuntimeError), state_store.begin() as tx:
+        tx.insert_alarm(alarm())
+        tx.next_work_order_number("20261122")
+        raise RuntimeError("boom")
+    assert state_store.list_alarms().total == 0
+    with state_store.begin() as tx:
+        assert tx.next_work_order_number("20261122") == "WO-20261122-0001"
+
+
+def test_work_orders_with_history_and_urgency_order(state_store: StateStore) -> None:
+    with state_store.begin() as tx:
+        a = tx.insert_alarm(alarm())
+        p3 = tx.insert_work_order(work_order("WO-20261122-0001", Priority.P3))
+        p1 = tx.insert_work_order(work_order("WO-20261122-0002", Priority.P1, alarm_id=a.id))
+        tx.add_work_order_event(WorkOrderEvent(p1.id, T0, "opened", WorkOrderStatus.OPEN, note="by alarm"))
+        tx.update_work_order(replace(p3, status=WorkOrderStatus.CLOSED))
+    assert [o.number for o in state_store.list_work_orders().items] == ["WO-20261122-0002", "WO-20261122-0001"]
+    open_only = state_store.list_work_orders(statuses=[WorkOrderStatus.OPEN])
+    assert [o.id for o in open_only.items] == [p1.id] and open_only.total == 1
+    assert [o.id for o in state_store.list_work_orders(alarm_id=a.id).items] == [p1.id]
+    loaded = state_store.get_work_order(p1.id)
+    assert loaded.due_at == T0 + timedelta(minutes=30)
+    assert loaded.due_at is not None and loaded.due_at.astimezone(ZoneInfo("Asia/Shanghai")).hour == 10
+    [event] = state_store.work_order_events(p1.id)
+    assert (event.kind, event.note) == ("opened", "by alarm")
+
+
+def test_work_order_numbers_are_unique(state_store: StateStore) -> None:
+    with state_store.begin() as tx:
+        tx.insert_work_order(work_order("WO-20261122-0001"))
+    with pytest.raises(Exception, match="(?i)unique"), state_store.begin() as tx:
+        tx.insert_work_order(work_order("WO-20261122-0001"))
+
+
+def test_rejects_newest_first(state_store: StateStore) -> None:
+    with state_store.begin() as tx:
+        tx.add_rejects([Reject("t/1", "bad json", T0, "{"), Reject("t/2", "unknown device", T0, "{}")])
+    page = state_store.list_rejects()
+    assert page.total == 2
+    assert [r.reason for _, r in page.items] == ["unknown device", "bad json"]
+
+
+def test_naive_datetimes_are_refused(state_store: StateStore) -> None:
+    with pytest.raises(Exception, match="naive"), state_store.begin() as tx:
+        tx.insert_alarm(alarm(at=datetime(2026, 1, 1)))  # noqa: DTZ001 - the point of the test
+
+
+def test_unreachable_database_is_one_clear_error() -> None:
+    with pytest.raises(StateStoreError, match="cannot open the state store"):
+        StateStore.open("postgresql://nobody@127.0.0.1:1/none")
