@@ -13,6 +13,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from facmon.cmd.broker import Broker, start_broker
+from facmon.facility.config import FacilityConfig, load_config
 from facmon.facility.state import StateStore
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "facility.yaml"
@@ -79,3 +80,17 @@ def state_store(state_url: str) -> Iterator[StateStore]:
     store = StateStore.open(state_url)
     yield store
     store.close()
+
+
+@pytest.fixture
+def facility_config(tmp_path: Path, mqtt_broker: Broker) -> FacilityConfig:
+    """The example facility pointed at the test broker, with its stores in a tmp dir and its own MQTT session."""
+    return load_config(
+        EXAMPLE,
+        env={
+            "FACMON_MQTT__URL": mqtt_broker.url,
+            "FACMON_MQTT__CLIENT_ID": f"facmon-test-{uuid.uuid4().hex[:8]}",
+            "FACMON_STORAGE__TELEMETRY__PATH": str(tmp_path / "telemetry.db"),
+            "FACMON_STORAGE__STATE_URL": f"sqlite:///{tmp_path / 'state.db'}",
+        },
+    )

@@ -6,11 +6,12 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
-from facmon.facility.errors import NotFound, StateStoreError
+from facmon.facility.errors import NotFoundError, StateStoreError
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ def problem(status: int, title: str, detail: str | None = None, **extra: Any) ->
 
 
 def install(app: FastAPI) -> None:
+    # Starlette's HTTPException: FastAPI's own is a subclass, and unknown routes raise the base class.
     @app.exception_handler(HTTPException)
     async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
         return problem(exc.status_code, _title(exc.status_code), str(exc.detail) if exc.detail else None)
@@ -38,8 +40,8 @@ def install(app: FastAPI) -> None:
         detail = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors)
         return problem(422, "Invalid request", detail, errors=errors)
 
-    @app.exception_handler(NotFound)
-    async def _not_found(_request: Request, exc: NotFound) -> JSONResponse:
+    @app.exception_handler(NotFoundError)
+    async def _not_found(_request: Request, exc: NotFoundError) -> JSONResponse:
         return problem(404, "Not found", str(exc))
 
     @app.exception_handler(StateStoreError)

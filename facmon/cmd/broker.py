@@ -94,7 +94,7 @@ class MosquittoBroker:
             "log_type error\n"
             "log_type warning\n"
         )
-        self._log = open(Path(self._dir.name) / "mosquitto.log", "wb")  # noqa: SIM115 - closed in stop()
+        self._log = (Path(self._dir.name) / "mosquitto.log").open("wb")  # closed in stop()
         self._proc = subprocess.Popen(
             [binary, "-c", str(conf)],
             stdin=subprocess.DEVNULL,
@@ -149,14 +149,16 @@ class EmbeddedBroker:
             "listeners": {"default": {"type": "tcp", "bind": f"{host}:{port}", "max_connections": 1000}},
             "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
         }
-        self._broker = AmqttBroker(config, loop=self._loop)
         started = threading.Event()
         failure: list[BaseException] = []
+        holder: list[Any] = []
 
         def run() -> None:
             asyncio.set_event_loop(self._loop)
             try:
-                self._loop.run_until_complete(self._broker.start())
+                # Built on its own loop's thread: amqtt makes futures in __init__ on the current loop.
+                holder.append(AmqttBroker(config, loop=self._loop))
+                self._loop.run_until_complete(holder[0].start())
             except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
                 failure.append(exc)
                 started.set()
@@ -168,10 +170,11 @@ class EmbeddedBroker:
             logging.getLogger(name).setLevel(logging.WARNING)
         self._thread = threading.Thread(target=run, name="facmon-embedded-broker", daemon=True)
         self._thread.start()
-        started.wait(15)
+        if not started.wait(15):
+            raise BrokerError(f"embedded broker on port {port} did not start within 15 s")
         if failure:
             raise BrokerError(f"embedded broker on port {port}: {failure[0]}")
-        _wait_accepting(host, port, 10)
+        self._broker = holder[0]
 
     @property
     def url(self) -> str:

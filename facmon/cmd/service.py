@@ -6,7 +6,7 @@ import logging
 import signal
 import socket
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import FrameType
 
 import uvicorn
@@ -118,11 +118,9 @@ def listen(host: str, port: int) -> socket.socket:
 def serve_http(service: Service, sock: socket.socket) -> None:
     """Run the API until SIGINT or SIGTERM; returns after a graceful shutdown."""
     server = uvicorn.Server(uvicorn.Config(service.app, log_level="warning", access_log=False, lifespan="off"))
-    with _sigterm_as_interrupt():
-        try:
-            server.run(sockets=[sock])
-        except KeyboardInterrupt:
-            pass  # uvicorn has shut down and re-raised the signal it caught; stopping is the caller's `finally`
+    # uvicorn shuts down, then re-raises the signal it caught; stopping the rest is the caller's `finally`.
+    with _sigterm_as_interrupt(), suppress(KeyboardInterrupt):
+        server.run(sockets=[sock])
 
 
 @contextmanager

@@ -306,7 +306,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Facil
 
 
 def parse_config(
-    text: str, *, source: str = "<config>", base_dir: Path = Path("."), env: Mapping[str, str] | None = None
+    text: str, *, source: str = "<config>", base_dir: Path = Path(), env: Mapping[str, str] | None = None
 ) -> FacilityConfig:
     """Validate config text; `base_dir` anchors relative paths."""
     data, lines, problems = _parse_yaml(text, source)
@@ -414,7 +414,7 @@ def _parse_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[Path_, int
         problem = getattr(exc, "problem", None) or str(exc)
         line = mark.line + 1 if mark is not None else None
         return {}, {}, [ConfigProblem(source, "", f"not valid YAML: {problem}", line)]
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or node is None:
         return {}, {}, [ConfigProblem(source, "", "the config must be a mapping of sections (timezone, mqtt, …)")]
     lines: dict[Path_, int] = {}
     problems: list[ConfigProblem] = []
@@ -496,6 +496,8 @@ def _describe(err: Mapping[str, Any]) -> str:
     text = str(err["msg"])
     text = re.sub(r"^Value error, ", "", text)
     value = err.get("input")
+    if err["type"] == "string_type" and isinstance(value, bool):
+        return f"{text} (got {str(value).lower()}: YAML reads yes, no, on and off as booleans; quote the text)"
     if err["type"] != "value_error" and isinstance(value, str | int | float | bool) and value is not None:
         shown = repr(value)
         text += f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"

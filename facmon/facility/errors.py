@@ -1,9 +1,9 @@
 """Errors of the facility package.
 
-    FacilityError
-    ├── ConfigError        the config file cannot be read or does not validate; carries every problem found
-    └── StateStoreError    the state store cannot be opened or reached
-        └── NotFound       a requested alarm, work order, … does not exist
+FacilityError
+├── ConfigError        the config file cannot be read or does not validate; carries every problem found
+└── StateStoreError    the state store cannot be opened or reached
+    └── NotFoundError  a requested alarm, work order, … does not exist
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class StateStoreError(FacilityError):
     pass
 
 
-class NotFound(StateStoreError):
+class NotFoundError(StateStoreError):
     def __init__(self, what: str, key: object) -> None:
         self.what = what
         self.key = key

@@ -42,7 +42,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from facmon.facility.errors import NotFound, StateStoreError
+from facmon.facility.errors import NotFoundError, StateStoreError
 from facmon.facility.model import (
     Alarm,
     AlarmEvent,
@@ -251,7 +251,7 @@ class StateStore:
         with self.engine.connect() as conn:
             row = conn.execute(select(alarms).where(alarms.c.id == alarm_id)).mappings().first()
         if row is None:
-            raise NotFound("alarm", alarm_id)
+            raise NotFoundError("alarm", alarm_id)
         return _alarm(row)
 
     def list_alarms(
@@ -306,7 +306,7 @@ class StateStore:
         with self.engine.connect() as conn:
             row = conn.execute(select(work_orders).where(work_orders.c.id == work_order_id)).mappings().first()
         if row is None:
-            raise NotFound("work order", work_order_id)
+            raise NotFoundError("work order", work_order_id)
         return _work_order(row)
 
     def list_work_orders(
@@ -374,7 +374,7 @@ class StateTransaction:
         values = _alarm_values(alarm)
         result = self.conn.execute(update(alarms).where(alarms.c.id == alarm.id).values(values))
         if result.rowcount == 0:
-            raise NotFound("alarm", alarm.id)
+            raise NotFoundError("alarm", alarm.id)
 
     def add_alarm_event(self, event: AlarmEvent) -> None:
         self.conn.execute(
@@ -414,7 +414,7 @@ class StateTransaction:
             update(work_orders).where(work_orders.c.id == order.id).values(_work_order_values(order))
         )
         if result.rowcount == 0:
-            raise NotFound("work order", order.id)
+            raise NotFoundError("work order", order.id)
 
     def add_work_order_event(self, event: WorkOrderEvent) -> None:
         self.conn.execute(
@@ -430,8 +430,7 @@ class StateTransaction:
 
     def add_rejects(self, rejects: Iterable[Reject]) -> None:
         rows = [
-            {"topic": r.topic, "reason": r.reason, "received_at": r.received_at, "payload": r.payload}
-            for r in rejects
+            {"topic": r.topic, "reason": r.reason, "received_at": r.received_at, "payload": r.payload} for r in rejects
         ]
         if rows:
             self.conn.execute(insert(ingest_rejects), rows)

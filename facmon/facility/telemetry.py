@@ -41,7 +41,6 @@ ELEVATOR_STATES = ("idle", "running", "door_open", "fault", "out_of_service", "i
 SMOKE_STATES = ("normal", "alarm", "fault", "test")
 
 
-
 def _voltage(name: str) -> FieldSpec:
     # No mains phase is above twice its nominal voltage: such a value is a bad sensor or a bad scale factor.
     return FieldSpec(name, Kind.NUMBER, minimum=0.0, maximum=1000.0, max_times_nominal=2.0, nominal_key="voltage_v")

@@ -168,13 +168,13 @@ def _check(spec: FieldSpec, value: object, bound: float | None) -> Scalar:
                 value = int(value)
         elif type(value) is not int:
             raise PayloadError(f"{spec.name} must be a number, got {_json_type(value)}")
-        number: float = value  # type: ignore[assignment]
+        number: float = value
         if spec.minimum is not None and number < spec.minimum:
             raise PayloadError(f"{spec.name} {number!r} is below the plausible minimum {spec.minimum:g}")
         maximum = bound if bound is not None else spec.maximum
         if maximum is not None and number > maximum:
             raise PayloadError(f"{spec.name} {number!r} is above the plausible maximum {maximum:g}")
-        return value  # type: ignore[return-value]
+        return value
     if kind is Kind.BOOLEAN:
         if type(value) is not bool:
             raise PayloadError(f"{spec.name} must be true or false, got {_json_type(value)}")

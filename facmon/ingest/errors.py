@@ -1,8 +1,8 @@
 """Errors of the ingest package.
 
-    IngestError
-    ├── PayloadError           a message breaks the telemetry contract; its text is the reject reason
-    └── TelemetryStoreError    the telemetry store cannot be opened or written; the batch is retried, not acked
+IngestError
+├── PayloadError           a message breaks the telemetry contract; its text is the reject reason
+└── TelemetryStoreError    the telemetry store cannot be opened or written; the batch is retried, not acked
 """
 
 

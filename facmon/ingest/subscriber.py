@@ -101,4 +101,6 @@ class MqttSubscriber:
         self._connected.clear()
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self._handle(Message(msg.topic, msg.payload, msg.mid, msg.qos, time.time_ns() // 1_000_000, self._connection))
+        self._handle(
+            Message(msg.topic, bytes(msg.payload), msg.mid, msg.qos, time.time_ns() // 1_000_000, self._connection)
+        )

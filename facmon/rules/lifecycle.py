@@ -59,7 +59,9 @@ def on_condition(alarm: Alarm | None, event: ConditionEvent, device: Device) -> 
     if event.kind is ConditionChange.SEVERITY_CHANGED:
         escalated = event.severity.rank > alarm.severity.rank
         state = AlarmState.ACTIVE_UNACKED if escalated else alarm.state
-        new = replace(alarm, severity=event.severity, state=state, value=event.value, message=event.message, updated_at=at)
+        new = replace(
+            alarm, severity=event.severity, state=state, value=event.value, message=event.message, updated_at=at
+        )
         note = f"severity {alarm.severity} → {event.severity}"
         return new, _event(new, "severity_changed", at, note=note)
 

@@ -76,14 +76,24 @@ class ElevatorModel(DeviceModel):
         if roll < 0.5:
             return {"state": "idle", "floor": self.floor, "direction": "none", "entrapment": False, "trips": self.trips}
         if roll < 0.7:
-            return {"state": "door_open", "floor": self.floor, "direction": "none", "entrapment": False,
-                    "trips": self.trips}
+            return {
+                "state": "door_open",
+                "floor": self.floor,
+                "direction": "none",
+                "entrapment": False,
+                "trips": self.trips,
+            }
         target = self.rng.randint(1, 20)
         direction = "up" if target > self.floor else "down" if target < self.floor else "none"
         self.floor = target
         self.trips += 1
-        return {"state": "running", "floor": self.floor, "direction": direction, "entrapment": False,
-                "trips": self.trips}
+        return {
+            "state": "running",
+            "floor": self.floor,
+            "direction": direction,
+            "entrapment": False,
+            "trips": self.trips,
+        }
 
 
 class SmokeModel(DeviceModel):

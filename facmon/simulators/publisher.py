@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 
 import orjson
@@ -88,10 +89,8 @@ class Simulator:
         finally:
             for site, client in clients.items():
                 status = gateway_status_topic(self._mqtt.topic_prefix, site, f"sim-{site}")
-                try:
+                with suppress(RuntimeError, ValueError):  # the broker is gone already: the will says offline
                     client.publish(status, b"offline", qos=1, retain=True).wait_for_publish(5)
-                except (RuntimeError, ValueError):
-                    pass  # the broker is gone already; the will says offline for us
                 client.disconnect()
                 client.loop_stop()
         return SimulationResult(self.published, time.monotonic() - started)

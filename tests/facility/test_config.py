@@ -130,3 +130,12 @@ rules:
     with pytest.raises(ConfigError) as caught:
         parse_config(text, source="c.yaml", env={})
     assert "c.yaml:4: rules.0.levels.0: a level has exactly one condition" in str(caught.value)
+
+
+def test_yaml_booleans_where_text_is_expected_get_a_hint() -> None:
+    text = "sites: [{id: s, buildings: [{id: b, devices: [{id: p, type: pump, name: no}]}]}]\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, source="c.yaml", env={})
+    assert "name: Input should be a valid string (got false: YAML reads yes, no, on and off as booleans" in str(
+        caught.value
+    )

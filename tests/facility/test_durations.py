@@ -9,7 +9,16 @@ from facmon.facility.durations import format_duration, parse_duration
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("30s", 30), ("5m", 300), ("1h30m", 5400), ("2d", 172800), ("1w", 604800), ("250ms", 0.25), (90, 90), ("1.5h", 5400)],
+    [
+        ("30s", 30),
+        ("5m", 300),
+        ("1h30m", 5400),
+        ("2d", 172800),
+        ("1w", 604800),
+        ("250ms", 0.25),
+        (90, 90),
+        ("1.5h", 5400),
+    ],
 )
 def test_parse(text: str | int, seconds: float) -> None:
     assert parse_duration(text) == timedelta(seconds=seconds)

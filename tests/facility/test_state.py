@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from facmon.facility.errors import NotFound, StateStoreError
+from facmon.facility.errors import NotFoundError, StateStoreError
 from facmon.facility.model import (
     Alarm,
     AlarmEvent,
@@ -32,8 +32,18 @@ def alarm(rule: str = "low", device: str = "pump-1", severity: Severity = Severi
 
 def work_order(number: str, priority: Priority = Priority.P2, alarm_id: int | None = None) -> WorkOrder:
     return WorkOrder(
-        0, number, "Pump low", "pump-1", "riverside", Category.WATER, priority, WorkOrderStatus.OPEN, "alarm", T0,
-        T0 + timedelta(minutes=30), alarm_id,
+        0,
+        number,
+        "Pump low",
+        "pump-1",
+        "riverside",
+        Category.WATER,
+        priority,
+        WorkOrderStatus.OPEN,
+        "alarm",
+        T0,
+        T0 + timedelta(minutes=30),
+        alarm_id,
     )
 
 
@@ -69,11 +79,11 @@ def test_update_and_list_filters(state_store: StateStore) -> None:
 
 
 def test_missing_rows_are_not_found(state_store: StateStore) -> None:
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundError):
         state_store.get_alarm(999)
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFoundError):
         state_store.get_work_order(999)
-    with pytest.raises(NotFound), state_store.begin() as tx:
+    with pytest.raises(NotFoundError), state_store.begin() as tx:
         tx.update_alarm(replace(alarm(), id=999))
 
 
@@ -115,7 +125,7 @@ def test_work_orders_with_history_and_urgency_order(state_store: StateStore) -> 
 def test_work_order_numbers_are_unique(state_store: StateStore) -> None:
     with state_store.begin() as tx:
         tx.insert_work_order(work_order("WO-20261122-0001"))
-    with pytest.raises(Exception, match="(?i)unique"), state_store.begin() as tx:
+    with pytest.raises(Exception, match=r"(?i)unique"), state_store.begin() as tx:
         tx.insert_work_order(work_order("WO-20261122-0001"))
 
 
@@ -129,7 +139,7 @@ def test_rejects_newest_first(state_store: StateStore) -> None:
 
 def test_naive_datetimes_are_refused(state_store: StateStore) -> None:
     with pytest.raises(Exception, match="naive"), state_store.begin() as tx:
-        tx.insert_alarm(alarm(at=datetime(2026, 1, 1)))  # noqa: DTZ001 - the point of the test
+        tx.insert_alarm(alarm(at=datetime(2026, 1, 1)))
 
 
 def test_unreachable_database_is_one_clear_error() -> None:

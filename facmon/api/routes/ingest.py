@@ -15,7 +15,9 @@ def list_rejects(services: ServicesDep, limit: Limit = 100, offset: Offset = 0) 
     tz = services.config.tz
     return Page(
         items=[
-            RejectPublic(id=i, topic=r.topic, reason=r.reason, received_at=r.received_at.astimezone(tz), payload=r.payload)
+            RejectPublic(
+                id=i, topic=r.topic, reason=r.reason, received_at=r.received_at.astimezone(tz), payload=r.payload
+            )
             for i, r in page.items
         ],
         total=page.total,

@@ -1,0 +1,101 @@
+"""Alarm → work order policy, on a real SQLite state store."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from facmon.alerts.notify import ConsoleNotifier
+from facmon.alerts.work_orders import WorkOrderPolicy
+from facmon.facility.config import FacilityConfig, load_config
+from facmon.facility.model import Priority, Reading, WorkOrderStatus
+from facmon.facility.registry import DeviceRegistry
+from facmon.facility.state import StateStore
+from facmon.rules.conditions import RuleSet
+from facmon.rules.processor import RuleProcessor
+from tests.conftest import EXAMPLE
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+NIGHT = datetime(2026, 11, 21, 18, 0, tzinfo=UTC)  # 02:00 on the 22nd in Shanghai
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[tuple[RuleProcessor, StateStore, io.StringIO, io.StringIO]]:
+    config: FacilityConfig = load_config(EXAMPLE, env={})
+    registry = DeviceRegistry.from_config(config)
+    store = StateStore.open(f"sqlite:///{tmp_path / 'state.db'}")
+    english, chinese = io.StringIO(), io.StringIO()
+    notifiers = [ConsoleNotifier("duty", "en", english), ConsoleNotifier("值班", "zh", chinese)]
+    processor = RuleProcessor(RuleSet.compile(config.rules, registry), registry, store)
+    processor.listeners.append(WorkOrderPolicy(config.work_orders, registry, store, SHANGHAI, notifiers))
+    yield processor, store, english, chinese
+    store.close()
+
+
+def feed(p: RuleProcessor, device: str, fields: dict, minutes: float = 0) -> None:
+    at = NIGHT + timedelta(minutes=minutes)
+    p.on_readings([Reading(device, int(at.timestamp() * 1000), fields)], at)
+
+
+def test_pipe_burst_at_night_opens_a_p1_due_in_five_minutes(setup) -> None:
+    processor, store, english, chinese = setup
+    feed(processor, "pump-1", {"pressure_bar": 1.1})
+    [order] = store.list_work_orders().items
+    assert order.number == "WO-20261122-0001"  # numbered by the facility's local date
+    assert (order.priority, order.category, order.status, order.source) == (
+        Priority.P1,
+        "water",
+        WorkOrderStatus.OPEN,
+        "alarm",
+    )
+    assert order.due_at == NIGHT + timedelta(minutes=5)
+    assert order.team == "duty-engineers" and order.location == "riverside / A / B1 pump room"
+    [alarm] = store.list_alarms().items
+    assert order.alarm_id == alarm.id
+    assert [e.kind for e in store.work_order_events(order.id)] == ["opened"]
+    assert "WO-20261122-0001 [P1] Booster pump 1" in english.getvalue()
+    assert "respond by 2026-11-22 02:05" in english.getvalue()
+    assert "P1 紧急" in chinese.getvalue() and "响应期限 2026-11-22 02:05" in chinese.getvalue()
+
+
+def test_elevator_entrapment_is_p2_for_the_lift_contractor(setup) -> None:
+    processor, store, _, _ = setup
+    feed(processor, "lift-B1", {"state": "idle", "entrapment": True})
+    [order] = store.list_work_orders().items
+    assert (order.priority, order.team, order.category) == (Priority.P2, "lift-contractor", "elevator")
+    assert order.due_at == NIGHT + timedelta(minutes=30)
+
+
+def test_one_work_order_per_alarm_episode_and_clearing_only_annotates(setup) -> None:
+    processor, store, _, _ = setup
+    feed(processor, "pump-1", {"pressure_bar": 2.5}, 0)  # major → P2
+    feed(processor, "pump-1", {"pressure_bar": 1.0}, 1)  # same alarm, now critical: no second order
+    feed(processor, "pump-1", {"pressure_bar": 4.0}, 2)  # returns
+    [order] = store.list_work_orders().items
+    assert order.status is WorkOrderStatus.OPEN  # someone still has to verify on site
+    assert [e.kind for e in store.work_order_events(order.id)] == ["opened", "alarm_cleared"]
+
+
+def test_numbers_count_up_within_the_day(setup) -> None:
+    processor, store, _, _ = setup
+    feed(processor, "smoke-A-01", {"state": "alarm"}, 0)
+    feed(processor, "smoke-B-02", {"state": "alarm"}, 1)
+    numbers = sorted(o.number for o in store.list_work_orders().items)
+    assert numbers == ["WO-20261122-0001", "WO-20261122-0002"]
+
+
+def test_severities_without_a_policy_entry_open_nothing(tmp_path: Path) -> None:
+    config = load_config(EXAMPLE, env={})
+    registry = DeviceRegistry.from_config(config)
+    store = StateStore.open(f"sqlite:///{tmp_path / 'state.db'}")
+    processor = RuleProcessor(RuleSet.compile(config.rules, registry), registry, store)
+    only_critical = config.work_orders.model_copy(update={"auto_open": config.work_orders.auto_open[:2]})
+    processor.listeners.append(WorkOrderPolicy(only_critical, registry, store, SHANGHAI, []))
+    feed(processor, "smoke-A-01", {"state": "normal", "battery_pct": 10})
+    assert store.list_alarms().total == 1 and store.list_work_orders().total == 0
+    store.close()

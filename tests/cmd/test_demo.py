@@ -1,0 +1,87 @@
+"""`facmon demo` as a newcomer runs it: an alarm and a work order within the first minute; Ctrl-C stops it all."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from facmon.cmd.broker import free_port
+from tests.waiting import eventually
+
+
+def broker_port(output: str) -> int | None:
+    match = re.search(r"broker \w+ at mqtt://127\.0\.0\.1:(\d+)", output)
+    return int(match.group(1)) if match else None
+
+
+@pytest.mark.parametrize("broker", ["auto", "embedded"])
+def test_demo_shows_an_alarm_and_a_work_order_then_stops_cleanly(tmp_path: Path, broker: str) -> None:
+    port = free_port()
+    log = tmp_path / "demo.log"
+    with log.open("w") as out:
+        demo = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "facmon",
+                "demo",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--speed",
+                "10",
+                "--broker",
+                broker,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def alarms() -> list[dict]:
+            try:
+                return httpx.get(f"{base}/api/v1/alarms", timeout=2).json()["items"]
+            except httpx.HTTPError:
+                return []
+
+        [alarm] = eventually(alarms, timeout=60, interval=0.5, what=f"an alarm; log:\n{log.read_text()}")
+        assert (alarm["device_id"], alarm["severity"]) == ("pump-1", "critical")
+        orders = httpx.get(f"{base}/api/v1/work-orders?status=open", timeout=2).json()["items"]
+        assert [o["alarm_id"] for o in orders] == [alarm["id"]]
+        page = httpx.get(f"{base}/", timeout=2)
+        assert page.status_code == 200 and "Active alarms" in page.text
+        assert httpx.get(f"{base}/api/v1/devices", timeout=2).json()["total"] == 28
+    finally:
+        demo.send_signal(signal.SIGINT)
+        code = demo.wait(30)
+    output = log.read_text()
+    assert code == 0, output
+    assert "facmon demo stopped." in output and "Traceback" not in output
+    mqtt_port = broker_port(output)
+    assert mqtt_port is not None, output
+    for p in (port, mqtt_port):  # nothing left listening: the broker did not outlive the demo
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", p)) != 0, f"port {p} still open"
+    if broker == "auto" and "broker mosquitto" in output:
+        leftovers = subprocess.run(["pgrep", "-f", "facmon-mosquitto-.*"], capture_output=True, text=True)
+        own = [pid for pid in leftovers.stdout.split() if _parent(int(pid)) == demo.pid]
+        assert own == []
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])

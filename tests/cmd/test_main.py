@@ -1,0 +1,80 @@
+"""The command line as a user meets it: a subprocess, its exit code, and what it prints."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from facmon.cmd.broker import free_port
+from tests.conftest import EXAMPLE
+
+TESTDATA = Path(__file__).parents[1] / "facility" / "testdata"
+
+
+def facmon(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "facmon", *args], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
+
+
+def test_check_config_accepts_the_example() -> None:
+    result = facmon("check-config", str(EXAMPLE))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{EXAMPLE}: ok (28 devices in 1 site(s), 8 rules)"
+
+
+def test_check_config_prints_one_line_per_error_and_exits_1() -> None:
+    result = facmon("check-config", str(TESTDATA / "bad-types.yaml"))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 5
+    assert all(line.startswith(f"{TESTDATA / 'bad-types.yaml'}:") for line in lines)
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    unknown = facmon("check-config", str(TESTDATA / "bad-unknown-key.yaml"))
+    assert unknown.returncode == 1 and unknown.stderr.strip().endswith(":4: mqtt.colour: unknown key")
+
+
+def test_missing_file_is_exit_1_without_traceback(tmp_path: Path) -> None:
+    result = facmon("check-config", str(tmp_path / "none.yaml"))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"{tmp_path / 'none.yaml'}: cannot read the config: No such file or directory"
+
+
+def test_usage_errors_exit_2() -> None:
+    assert facmon().returncode == 2
+    assert facmon("frobnicate").returncode == 2
+    assert facmon("demo", "--speed", "-3").returncode == 2
+
+
+def test_serve_with_unreachable_state_store_is_one_clear_line(tmp_path: Path) -> None:
+    import os
+
+    env = {
+        **os.environ,
+        "FACMON_STORAGE__STATE_URL": "postgresql://nobody@127.0.0.1:1/none",
+        "FACMON_API__PORT": str(free_port()),
+    }
+    result = facmon("serve", "--config", str(EXAMPLE), env=env)
+    assert result.returncode == 1
+    [line] = [x for x in result.stderr.splitlines() if x.startswith("facmon: error:")]
+    assert "cannot open the state store" in line and "Traceback" not in result.stderr
+
+
+def test_serve_on_a_taken_port_is_one_clear_line(tmp_path: Path) -> None:
+    import os
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            **os.environ,
+            "FACMON_API__PORT": str(port),
+            "FACMON_STORAGE__STATE_URL": f"sqlite:///{tmp_path / 's.db'}",
+            "FACMON_STORAGE__TELEMETRY__PATH": str(tmp_path / "t.db"),
+        }
+        result = facmon("serve", "--config", str(EXAMPLE), env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith(f"facmon: error: cannot listen on 127.0.0.1:{port}: Address already in use")

@@ -1,0 +1,55 @@
+"""Pump pressure falls below its low limit at night: alarm, work order, all seen through the API.
+
+A gateway publishes through the real broker; ingest, rules and alerts run as in production; an operator reads
+the API. A malformed message in the middle does not stop any of it.
+"""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from facmon.cmd.broker import Broker
+from facmon.cmd.service import Service
+from facmon.facility.config import FacilityConfig
+from tests.publishing import Gateway
+from tests.waiting import eventually
+
+
+def test_pressure_drop_raises_alarm_and_opens_work_order(facility_config: FacilityConfig, mqtt_broker: Broker) -> None:
+    service = Service(facility_config, notifiers=[])
+    service.start()
+    gateway = Gateway(mqtt_broker)
+    api = TestClient(service.app)
+    try:
+        assert service.subscriber.wait_connected(10)
+        eventually(lambda: api.get("/readyz").status_code == 200, what="ready")
+
+        for pressure in (4.0, 3.9, 3.6):
+            gateway.publish("pump", "pump-1", {"pressure_bar": pressure, "pump_running": True})
+        gateway.publish("pump", "pump-1", b'{"pressure_bar": 1.0,,}')  # a gateway glitch
+        for pressure in (2.4, 1.3):
+            gateway.publish("pump", "pump-1", {"pressure_bar": pressure, "pump_running": True})
+
+        def alarm() -> dict | None:
+            items = api.get("/api/v1/alarms").json()["items"]
+            return items[0] if items and items[0]["severity"] == "critical" else None
+
+        raised = eventually(alarm, what="a critical alarm in the API")
+        assert raised["device_id"] == "pump-1" and raised["rule"] == "pump-pressure-low"
+        assert raised["state"] == "active_unacked" and raised["value"] == 1.3
+        assert raised["raised_at"].endswith("+08:00")
+
+        orders = eventually(lambda: api.get("/api/v1/work-orders?status=open").json()["items"], what="a work order")
+        [order] = orders
+        assert order["alarm_id"] == raised["id"] and order["priority"] == "P2"  # opened at major, 2.4 bar
+        assert order["number"].startswith("WO-") and order["category"] == "water"
+
+        [reject] = api.get("/api/v1/ingest/rejects").json()["items"]
+        assert reject["topic"] == "facility/riverside/pump/pump-1/telemetry"
+        assert reject["reason"].startswith("payload is not valid JSON")
+        device = api.get("/api/v1/devices/pump-1").json()
+        assert device["latest"]["pressure_bar"] == 1.3 and device["active_alarms"] == 1
+        assert device["status"] == "online"
+    finally:
+        gateway.close()
+        service.stop()
