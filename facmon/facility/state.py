@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast, get_type_hints
 
 from sqlalchemy import (
     JSON,
@@ -47,8 +48,6 @@ from facmon.facility.model import (
     Alarm,
     AlarmEvent,
     AlarmState,
-    Category,
-    Priority,
     Reject,
     Severity,
     WorkOrder,
@@ -173,6 +172,7 @@ ACTIVE_STATES = (AlarmState.ACTIVE_UNACKED, AlarmState.ACTIVE_ACKED, AlarmState.
 
 
 T = TypeVar("T")
+D = TypeVar("D")
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,14 +245,14 @@ class StateStore:
         """Alarms that are not cleared: the ones the rule engine and operators still have to deal with."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(alarms).where(alarms.c.state.in_(ACTIVE_STATES)).order_by(alarms.c.id))
-            return [_alarm(row) for row in rows.mappings()]
+            return [_from_row(Alarm, row) for row in rows.mappings()]
 
     def get_alarm(self, alarm_id: int) -> Alarm:
         with self.engine.connect() as conn:
             row = conn.execute(select(alarms).where(alarms.c.id == alarm_id)).mappings().first()
         if row is None:
             raise NotFoundError("alarm", alarm_id)
-        return _alarm(row)
+        return _from_row(Alarm, row)
 
     def list_alarms(
         self,
@@ -281,7 +281,7 @@ class StateStore:
         with self.engine.connect() as conn:
             total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
             rows = conn.execute(ordered.limit(limit).offset(offset)).mappings()
-            return Page([_alarm(row) for row in rows], total)
+            return Page([_from_row(Alarm, row) for row in rows], total)
 
     def alarm_events(self, alarm_id: int) -> list[AlarmEvent]:
         self.get_alarm(alarm_id)
@@ -289,7 +289,7 @@ class StateStore:
             rows = conn.execute(
                 select(alarm_events).where(alarm_events.c.alarm_id == alarm_id).order_by(alarm_events.c.id)
             )
-            return [_alarm_event(row) for row in rows.mappings()]
+            return [_from_row(AlarmEvent, row) for row in rows.mappings()]
 
     def count_open_alarms_by_device(self) -> dict[str, int]:
         with self.engine.connect() as conn:
@@ -307,7 +307,7 @@ class StateStore:
             row = conn.execute(select(work_orders).where(work_orders.c.id == work_order_id)).mappings().first()
         if row is None:
             raise NotFoundError("work order", work_order_id)
-        return _work_order(row)
+        return _from_row(WorkOrder, row)
 
     def list_work_orders(
         self,
@@ -330,7 +330,7 @@ class StateStore:
         with self.engine.connect() as conn:
             total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
             rows = conn.execute(ordered.limit(limit).offset(offset)).mappings()
-            return Page([_work_order(row) for row in rows], total)
+            return Page([_from_row(WorkOrder, row) for row in rows], total)
 
     def work_order_events(self, work_order_id: int) -> list[WorkOrderEvent]:
         self.get_work_order(work_order_id)
@@ -340,7 +340,7 @@ class StateStore:
                 .where(work_order_events.c.work_order_id == work_order_id)
                 .order_by(work_order_events.c.id)
             )
-            return [_work_order_event(row) for row in rows.mappings()]
+            return [_from_row(WorkOrderEvent, row) for row in rows.mappings()]
 
     # -- ingest rejects ---------------------------------------------------------------------------------------
 
@@ -365,30 +365,20 @@ class StateTransaction:
 
     def insert_alarm(self, alarm: Alarm) -> Alarm:
         """Insert a new alarm (its `id` is ignored) and return it with the id it was given."""
-        values = _alarm_values(alarm)
+        values = _alarm_row(alarm)
         del values["id"]
         new_id = self.conn.execute(insert(alarms).values(values).returning(alarms.c.id)).scalar_one()
-        return replace(alarm, id=new_id)
+        return replace(alarm, id=new_id, updated_at=values["updated_at"])
 
     def update_alarm(self, alarm: Alarm) -> None:
-        values = _alarm_values(alarm)
-        result = self.conn.execute(update(alarms).where(alarms.c.id == alarm.id).values(values))
+        result = self.conn.execute(update(alarms).where(alarms.c.id == alarm.id).values(_alarm_row(alarm)))
         if result.rowcount == 0:
             raise NotFoundError("alarm", alarm.id)
 
     def add_alarm_event(self, event: AlarmEvent) -> None:
-        self.conn.execute(
-            insert(alarm_events).values(
-                alarm_id=event.alarm_id,
-                at=event.at,
-                kind=event.kind,
-                state=event.state.value,
-                severity=event.severity.value,
-                actor=event.actor,
-                value=event.value,
-                note=event.note,
-            )
-        )
+        values = _row_values(event)
+        del values["id"]
+        self.conn.execute(insert(alarm_events).values(values))
 
     def next_work_order_number(self, day: str) -> str:
         """Allocate WO-YYYYMMDD-NNNN for `day` (YYYYMMDD, in the facility's timezone)."""
@@ -404,29 +394,22 @@ class StateTransaction:
         return f"WO-{day}-{bumped:04d}"
 
     def insert_work_order(self, order: WorkOrder) -> WorkOrder:
-        values = _work_order_values(order)
+        values = _work_order_row(order)
         del values["id"]
         new_id = self.conn.execute(insert(work_orders).values(values).returning(work_orders.c.id)).scalar_one()
-        return replace(order, id=new_id)
+        return replace(order, id=new_id, updated_at=values["updated_at"])
 
     def update_work_order(self, order: WorkOrder) -> None:
         result = self.conn.execute(
-            update(work_orders).where(work_orders.c.id == order.id).values(_work_order_values(order))
+            update(work_orders).where(work_orders.c.id == order.id).values(_work_order_row(order))
         )
         if result.rowcount == 0:
             raise NotFoundError("work order", order.id)
 
     def add_work_order_event(self, event: WorkOrderEvent) -> None:
-        self.conn.execute(
-            insert(work_order_events).values(
-                work_order_id=event.work_order_id,
-                at=event.at,
-                kind=event.kind,
-                status=event.status.value,
-                actor=event.actor,
-                note=event.note,
-            )
-        )
+        values = _row_values(event)
+        del values["id"]
+        self.conn.execute(insert(work_order_events).values(values))
 
     def add_rejects(self, rejects: Iterable[Reject]) -> None:
         rows = [
@@ -445,113 +428,28 @@ def _reason(exc: BaseException) -> str:
     return text_[0] if text_ else type(exc).__name__
 
 
-def _alarm_values(alarm: Alarm) -> dict[str, Any]:
-    return {
-        "id": alarm.id,
-        "rule": alarm.rule,
-        "device_id": alarm.device_id,
-        "site": alarm.site,
-        "severity": alarm.severity.value,
-        "state": alarm.state.value,
-        "shelved": alarm.shelved,
-        "suppressed": alarm.suppressed,
-        "raised_at": alarm.raised_at,
-        "acked_at": alarm.acked_at,
-        "acked_by": alarm.acked_by,
-        "returned_at": alarm.returned_at,
-        "cleared_at": alarm.cleared_at,
-        "updated_at": alarm.updated_at or alarm.raised_at,
-        "value": alarm.value,
-        "message": alarm.message,
-    }
+def _row_values(obj: Any) -> dict[str, Any]:
+    """A domain dataclass as column values: its fields are named as the table's columns."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
 
 
-def _alarm(row: Any) -> Alarm:
-    return Alarm(
-        id=row["id"],
-        rule=row["rule"],
-        device_id=row["device_id"],
-        site=row["site"],
-        severity=Severity(row["severity"]),
-        state=AlarmState(row["state"]),
-        shelved=row["shelved"],
-        suppressed=row["suppressed"],
-        raised_at=row["raised_at"],
-        acked_at=row["acked_at"],
-        acked_by=row["acked_by"],
-        returned_at=row["returned_at"],
-        cleared_at=row["cleared_at"],
-        updated_at=row["updated_at"],
-        value=row["value"],
-        message=row["message"],
-    )
+def _alarm_row(alarm: Alarm) -> dict[str, Any]:
+    return {**_row_values(alarm), "updated_at": alarm.updated_at or alarm.raised_at}
 
 
-def _alarm_event(row: Any) -> AlarmEvent:
-    return AlarmEvent(
-        id=row["id"],
-        alarm_id=row["alarm_id"],
-        at=row["at"],
-        kind=row["kind"],
-        state=AlarmState(row["state"]),
-        severity=Severity(row["severity"]),
-        actor=row["actor"],
-        value=row["value"],
-        note=row["note"],
-    )
+def _work_order_row(order: WorkOrder) -> dict[str, Any]:
+    return {**_row_values(order), "updated_at": order.updated_at or order.created_at}
 
 
-def _work_order_values(order: WorkOrder) -> dict[str, Any]:
-    return {
-        "id": order.id,
-        "number": order.number,
-        "title": order.title,
-        "description": order.description,
-        "device_id": order.device_id,
-        "site": order.site,
-        "location": order.location,
-        "category": order.category.value,
-        "priority": order.priority.value,
-        "status": order.status.value,
-        "source": order.source,
-        "alarm_id": order.alarm_id,
-        "team": order.team,
-        "assignee": order.assignee,
-        "created_at": order.created_at,
-        "updated_at": order.updated_at or order.created_at,
-        "due_at": order.due_at,
-    }
+_ENUM_FIELDS: dict[type, dict[str, type[Enum]]] = {}
 
 
-def _work_order(row: Any) -> WorkOrder:
-    return WorkOrder(
-        id=row["id"],
-        number=row["number"],
-        title=row["title"],
-        description=row["description"],
-        device_id=row["device_id"],
-        site=row["site"],
-        location=row["location"],
-        category=Category(row["category"]),
-        priority=Priority(row["priority"]),
-        status=WorkOrderStatus(row["status"]),
-        source=row["source"],
-        alarm_id=row["alarm_id"],
-        team=row["team"],
-        assignee=row["assignee"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        due_at=row["due_at"],
-    )
-
-
-def _work_order_event(row: Any) -> WorkOrderEvent:
-    return WorkOrderEvent(
-        id=row["id"],
-        work_order_id=row["work_order_id"],
-        at=row["at"],
-        kind=row["kind"],
-        status=WorkOrderStatus(row["status"]),
-        actor=row["actor"],
-        note=row["note"],
-    )
+def _from_row(cls: type[D], row: Any) -> D:
+    """A row as the domain dataclass, its enum-typed fields turned back into their enums."""
+    enums = _ENUM_FIELDS.get(cls)
+    if enums is None:
+        hints = get_type_hints(cls)
+        enums = {name: hint for name, hint in hints.items() if isinstance(hint, type) and issubclass(hint, Enum)}
+        _ENUM_FIELDS[cls] = enums
+    names = [f.name for f in fields(cast(Any, cls))]
+    return cls(**{name: enums[name](row[name]) if name in enums else row[name] for name in names})
