@@ -42,7 +42,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(NotFoundError)
     async def _not_found(_request: Request, exc: NotFoundError) -> JSONResponse:
-        return problem(404, "Not found", str(exc))
+        return problem(404, _title(404), str(exc))
 
     @app.exception_handler(StateStoreError)
     async def _store(_request: Request, exc: StateStoreError) -> JSONResponse:

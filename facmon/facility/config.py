@@ -32,7 +32,7 @@ from pydantic import (
 
 from facmon.facility.durations import parse_duration
 from facmon.facility.errors import ConfigError, ConfigProblem
-from facmon.facility.model import DeviceType, Priority, Severity
+from facmon.facility.model import Device, DeviceType, Priority, Severity
 from facmon.facility.telemetry import FIELDS, Kind
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -178,6 +178,15 @@ class Selector(_Model):
     ids: Annotated[list[str], BeforeValidator(_as_list)] = []
     labels: dict[str, str] = {}
 
+    def matches(self, device: Device) -> bool:
+        return (
+            (not self.types or device.type in self.types)
+            and (not self.sites or device.site in self.sites)
+            and (not self.buildings or device.building in self.buildings)
+            and (not self.ids or device.id in self.ids)
+            and all(device.labels.get(k) == v for k, v in self.labels.items())
+        )
+
 
 Comparable = Annotated[float | bool | str, Field(union_mode="left_to_right")]
 
@@ -237,6 +246,11 @@ DEFAULT_RESPONSE_TARGETS = {
 class WorkOrdersConfig(_Model):
     auto_open: list[AutoOpen] = []
     response_targets: dict[Priority, Duration] = DEFAULT_RESPONSE_TARGETS
+
+    @field_validator("response_targets", mode="before")
+    @classmethod
+    def _priorities_any_case(cls, value: Any) -> Any:
+        return {str(k).upper(): v for k, v in value.items()} if isinstance(value, dict) else value
 
     @field_validator("response_targets")
     @classmethod
@@ -312,14 +326,16 @@ def parse_config(
     data, lines, problems = _parse_yaml(text, source)
     if problems:
         raise ConfigError(problems)
-    env_sources = _apply_env(data, env or {}, problems, source)
+    env_sources = _apply_env(data, env or {}, problems)
     if problems:
         raise ConfigError(problems)
 
     def locate(loc: Path_) -> tuple[str, int | None]:
-        for i in range(len(loc), -1, -1):
-            if loc[:i] in env_sources:
-                return f"environment {env_sources[loc[:i]]}", None
+        # A problem at, above or below a key that a variable set is that variable's.
+        for set_path, variable in env_sources.items():
+            n = min(len(loc), len(set_path))
+            if loc[:n] == set_path[:n]:
+                return f"environment {variable}", None
         for i in range(len(loc), -1, -1):
             if loc[:i] in lines:
                 return source, lines[loc[:i]]
@@ -347,7 +363,7 @@ def check_references(config: FacilityConfig) -> list[tuple[Path_, str]]:
     found: list[tuple[Path_, str]] = []
     seen_sites: set[str] = set()
     seen_devices: dict[str, Path_] = {}
-    types_present: set[DeviceType] = set()
+    devices: list[Device] = []
     for s, site in enumerate(config.sites):
         if site.id in seen_sites:
             found.append((("sites", s, "id"), f"site id {site.id!r} is used twice"))
@@ -364,14 +380,18 @@ def check_references(config: FacilityConfig) -> list[tuple[Path_, str]]:
                     found.append((here, f"device id {device.id!r} is already used at {first}"))
                 else:
                     seen_devices[device.id] = here
-                types_present.add(device.type)
+                devices.append(_as_device(device, site.id, building.id))
 
     seen_rules: set[str] = set()
     for r, rule in enumerate(config.rules):
         if rule.id in seen_rules:
             found.append((("rules", r, "id"), f"rule id {rule.id!r} is used twice"))
         seen_rules.add(rule.id)
-        types = rule.select.types or sorted(types_present)
+        selected = [d for d in devices if rule.select.matches(d)]
+        if not selected:
+            found.append((("rules", r, "select"), "selects no device"))
+            continue
+        types = sorted({d.type for d in selected})
         for i, device_id in enumerate(rule.select.ids):
             if device_id not in seen_devices:
                 found.append((("rules", r, "select", "ids", i), f"no device has the id {device_id!r}"))
@@ -389,10 +409,16 @@ def check_references(config: FacilityConfig) -> list[tuple[Path_, str]]:
     return found
 
 
+def _as_device(device: DeviceConfig, site: str, building: str) -> Device:
+    return Device(device.id, device.type, site, building, device.name, labels=dict(device.labels))
+
+
 def _level_mismatch(level: Level, kind: Kind, choices: tuple[str, ...]) -> str | None:
     numeric = kind in (Kind.NUMBER, Kind.INTEGER)
     if level.numeric and not numeric:
         return "above/below need a numeric field"
+    if numeric and not level.numeric:
+        return "a numeric field is judged with above or below, not equals or in"
     values: list[object] = list(level.in_ or []) if level.in_ is not None else [level.equals]
     if level.numeric:
         return None
@@ -443,40 +469,48 @@ def _index_lines(
             _index_lines(item, (*loc, i), lines, problems, source)
 
 
-def _apply_env(
-    data: dict[str, Any], env: Mapping[str, str], problems: list[ConfigProblem], source: str
-) -> dict[Path_, str]:
+def _apply_env(data: dict[str, Any], env: Mapping[str, str], problems: list[ConfigProblem]) -> dict[Path_, str]:
     """Set FACMON_A__B__C=value as data[a][b][c]; return which paths came from which variable."""
     sources: dict[Path_, str] = {}
     top_level = set(FacilityConfig.model_fields)
     for name in sorted(env):
         if not name.startswith(ENV_PREFIX):
             continue
-        keys: list[str | int] = [k.lower() for k in name[len(ENV_PREFIX) :].split("__")]
-        if keys[0] not in top_level:
-            if len(keys) > 1:  # FACMON_SOMETHING_ELSE without "__" is not ours to judge
-                problems.append(ConfigProblem(f"environment {name}", "", f"unknown config section {keys[0]!r}"))
+        parts = name[len(ENV_PREFIX) :].split("__")
+        if parts[0].lower() not in top_level:
+            if len(parts) > 1:  # FACMON_SOMETHING_ELSE without "__" is not ours to judge
+                problems.append(ConfigProblem(f"environment {name}", "", f"unknown config section {parts[0]!r}"))
             continue
-        target: Any = data
-        for i, key in enumerate(keys[:-1]):
-            if isinstance(target, list) and str(key).isdigit() and int(key) < len(target):
-                keys[i] = int(key)
-                target = target[int(key)]
-                continue
-            if not isinstance(target, dict):
-                break
-            target = target.setdefault(key, {})
-        last = keys[-1]
-        if isinstance(target, list) and str(last).isdigit() and int(last) < len(target):
-            keys[-1] = int(last)
-            target[int(last)] = env[name]
-        elif isinstance(target, dict):
-            target[last] = env[name]
-        else:
-            problems.append(ConfigProblem(f"environment {name}", _dotted(tuple(keys)), "does not name a setting"))
-            continue
-        sources[tuple(keys)] = name
+        try:
+            sources[_set_path(data, parts, env[name])] = name
+        except LookupError as exc:
+            problems.append(ConfigProblem(f"environment {name}", "", str(exc.args[0])))
     return sources
+
+
+def _set_path(data: dict[str, Any], parts: list[str], value: str) -> Path_:
+    """Walk `parts` from `data` and set `value` there; list entries by index, keys matched ignoring case."""
+    target: Any = data
+    path: list[str | int] = []
+    for i, part in enumerate(parts):
+        key: str | int
+        if isinstance(target, list):
+            if not part.isdigit() or int(part) >= len(target):
+                raise LookupError(f"{_dotted(tuple(path))} has {len(target)} entries: there is no entry {part}")
+            key = int(part)
+        elif isinstance(target, dict):
+            # Variable names are upper case: match an existing key in any case, else take the lower-case name.
+            key = next((k for k in target if isinstance(k, str) and k.lower() == part.lower()), part.lower())
+        else:
+            raise LookupError(f"{_dotted(tuple(path))} is a single value, not a section")
+        path.append(key)
+        if i == len(parts) - 1:
+            target[key] = value
+        else:
+            if isinstance(target, dict) and key not in target:
+                target[key] = {}
+            target = target[key]
+    return tuple(path)
 
 
 def _dotted(loc: Path_) -> str:

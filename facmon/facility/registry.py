@@ -44,14 +44,4 @@ class DeviceRegistry:
 
     def select(self, selector: Selector) -> list[Device]:
         """The devices a rule's selector picks."""
-        return [d for d in self if selects(selector, d)]
-
-
-def selects(selector: Selector, device: Device) -> bool:
-    return (
-        (not selector.types or device.type in selector.types)
-        and (not selector.sites or device.site in selector.sites)
-        and (not selector.buildings or device.building in selector.buildings)
-        and (not selector.ids or device.id in selector.ids)
-        and all(device.labels.get(k) == v for k, v in selector.labels.items())
-    )
+        return [d for d in self if selector.matches(d)]

@@ -55,6 +55,7 @@ class MqttSubscriber:
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.on_message = self._on_message
 
     @property
@@ -94,6 +95,10 @@ class MqttSubscriber:
             flags.session_present,
             self._filter,
         )
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+        # paho retries with a backoff of up to 30 s, so this says so at most about twice a minute.
+        log.warning("cannot reach MQTT broker %s:%s; retrying", self._config.host, self._config.port)
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         if self._connected.is_set() and not self._stopping:

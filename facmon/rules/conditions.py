@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from facmon.facility.config import Level, RuleConfig
 from facmon.facility.model import Scalar, Severity
-from facmon.facility.registry import DeviceRegistry, selects
+from facmon.facility.registry import DeviceRegistry
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,14 +39,13 @@ class CompiledLevel:
         # `equals: true` must not match the number 1, nor `equals: 1` the boolean true.
         return type(value) is type(self.equals) and value == self.equals
 
-    def describe(self) -> str:
+    def describe(self, value: Scalar) -> str:
+        """How `value` meets this level, for the alarm's message: `1.2 below 1.5`, `is fault`."""
         if self.above is not None:
-            return f"above {self.above:g}"
+            return f"{format_value(value)} above {self.above:g}"
         if self.below is not None:
-            return f"below {self.below:g}"
-        if self.one_of is not None:
-            return "in " + ", ".join(sorted(map(str, self.one_of)))
-        return f"= {_show(self.equals)}"
+            return f"{format_value(value)} below {self.below:g}"
+        return f"is {format_value(value)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +73,7 @@ class RuleSet:
             levels = sorted((CompiledLevel.of(lv) for lv in config.levels), key=lambda lv: -lv.severity.rank)
             compiled.append((config, CompiledRule(config.id, config.name, tuple(config.field), tuple(levels))))
         by_device = {
-            device.id: tuple(rule for config, rule in compiled if selects(config.select, device)) for device in registry
+            device.id: tuple(rule for config, rule in compiled if config.select.matches(device)) for device in registry
         }
         return cls([rule for _, rule in compiled], by_device)
 
@@ -86,7 +85,10 @@ def _is_number(value: Scalar) -> bool:
     return type(value) is float or type(value) is int
 
 
-def _show(value: Scalar) -> str:
+def format_value(value: Scalar) -> str:
+    """A reading's value as an operator reads it: `true`, `1.2`, `fault`."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
     return str(value)

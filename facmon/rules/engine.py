@@ -13,7 +13,7 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from facmon.facility.model import Reading, Scalar, Severity
-from facmon.rules.conditions import CompiledLevel, CompiledRule, RuleSet
+from facmon.rules.conditions import CompiledLevel, CompiledRule, RuleSet, format_value
 
 ConditionKey = tuple[str, str]  # (rule id, device id)
 
@@ -74,14 +74,14 @@ def evaluate(
         if hit is None:
             if current is not None:
                 changes[key] = None
-                message = f"{rule.name}: {field_name} back to normal ({_show(value)})"
+                message = f"{rule.name}: {field_name} back to normal ({format_value(value)})"
                 events.append(
                     ConditionEvent(
                         ConditionChange.CLEARED, rule.id, reading.device_id, current.severity, value, message, now
                     )
                 )
             continue
-        message = hit.message or f"{rule.name}: {field_name} {_show(value)} {hit.describe()}"
+        message = hit.message or f"{rule.name}: {field_name} {hit.describe(value)}"
         if current is None:
             changes[key] = ActiveCondition(hit.severity, now, value)
             events.append(
@@ -112,11 +112,3 @@ def _judge(rule: CompiledRule, reading: Reading) -> tuple[CompiledLevel | None, 
     if seen is None:
         return None
     return None, seen[0], seen[1]
-
-
-def _show(value: Scalar) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)

@@ -57,14 +57,18 @@ def test_wrong_types_each_reported_on_their_own_line() -> None:
 
 
 def test_references_across_sections_are_checked() -> None:
-    found = problems("bad-references.yaml")
-    text = "\n".join(found)
-    assert ":7: sites.0.buildings.0.devices.1.id: device id 'p1' is already used" in text
-    assert ":11: rules.0.select.ids.0: no device has the id 'p9'" in text
-    assert ":12: rules.0.field: 'presure_bar' is not a field of device type pump" in text
-    assert ":15: rules.1.id: rule id 'low' is used twice" in text
-    assert ":20: rules.1.levels.0: 'broken' not among idle, running" in text
-    assert ":21: rules.1.levels.1: above/below need a numeric field (state of elevator)" in text
+    found = [p.split(":", 1)[1] for p in problems("bad-references.yaml")]
+    assert found == [
+        "7: sites.0.buildings.0.devices.1.id: device id 'p1' is already used at sites.0.buildings.0.devices.0.id",
+        "12: rules.0.select.ids.1: no device has the id 'p9'",
+        "13: rules.0.field: 'presure_bar' is not a field of device type pump",
+        "16: rules.1.id: rule id 'low' is used twice",
+        "21: rules.1.levels.0: 'broken' not among idle, running, door_open, fault, out_of_service, inspection"
+        " (state of elevator)",
+        "22: rules.1.levels.1: above/below need a numeric field (state of elevator)",
+        "25: rules.2.select: selects no device",
+        "34: rules.3.levels.0: a numeric field is judged with above or below, not equals or in (pressure_bar of pump)",
+    ]  # rules.4 selects by id alone and is fine
 
 
 def test_invalid_yaml_names_the_line() -> None:
@@ -98,6 +102,19 @@ def test_environment_overrides_scalars_and_is_named_in_errors() -> None:
     found = problems("good-minimal.yaml", env={"FACMON_API__PORT": "http", "FACMON_MQTT__URLS": "x"})
     assert any(p.startswith("environment FACMON_API__PORT: api.port: Input should be a valid integer") for p in found)
     assert "environment FACMON_MQTT__URLS: mqtt.urls: unknown key" in found
+
+
+def test_environment_keys_match_existing_keys_in_any_case_and_lists_by_index() -> None:
+    env = {"FACMON_WORK_ORDERS__RESPONSE_TARGETS__P1": "10m", "FACMON_SITES__0__BUILDINGS__0__ID": "east"}
+    config = load_config(TESTDATA / "good-minimal.yaml", env=env)
+    assert config.work_orders.response_targets[Priority.P1] == timedelta(minutes=10)
+    assert config.sites[0].buildings[0].id == "east"
+    assert problems("good-minimal.yaml", env={"FACMON_SITES__5__NAME": "x"}) == [
+        "environment FACMON_SITES__5__NAME: sites has 1 entries: there is no entry 5"
+    ]
+    assert problems("good-minimal.yaml", env={"FACMON_TIMEZONE__X": "x"}) == [
+        "environment FACMON_TIMEZONE__X: timezone: Input should be a valid string"
+    ]
 
 
 def test_duplicate_yaml_keys_are_errors() -> None:

@@ -127,3 +127,15 @@ def test_equality_does_not_mix_booleans_and_numbers(equals: Scalar, value: Scala
 
     level = CompiledLevel(Severity.MAJOR, None, None, equals, None, None)
     assert level.holds(value) is holds
+
+
+def test_messages_say_how_the_value_meets_the_level(ruleset: RuleSet) -> None:
+    def messages(device: str, fields: dict[str, Scalar]) -> list[str]:
+        return [e.message for e in evaluate(ruleset, EngineState(), Reading(device, 0, fields), T0)[1]]
+
+    assert messages("pump-1", {"pressure_bar": 1.25}) == ["Supply pressure low: pressure_bar 1.25 below 1.5"]
+    assert messages("lift-A1", {"state": "fault", "entrapment": True}) == [
+        "Passenger trapped in lift: entrapment is true",
+        "Lift fault: state is fault",
+    ]
+    assert messages("panel-1", {"voltage_l1_v": 0.0}) == ["Supply interruption"]  # the level's own message

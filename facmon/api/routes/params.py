@@ -5,7 +5,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, TypeVar
 
-from fastapi import HTTPException, Query
+from fastapi import Query
+from fastapi.exceptions import RequestValidationError
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size")]
 Offset = Annotated[int, Query(ge=0, description="How many to skip")]
@@ -14,7 +15,7 @@ E = TypeVar("E", bound=StrEnum)
 
 
 def enum_list(values: list[str] | None, enum: type[E], name: str) -> list[E]:
-    """`?x=a,b` and `?x=a&x=b` mean the same; an unknown value is a 422 naming the parameter."""
+    """`?x=a,b` and `?x=a&x=b` mean the same; an unknown value is a 422 like any invalid parameter."""
     out: list[E] = []
     for part in (p.strip() for value in values or [] for p in value.split(",")):
         if not part:
@@ -22,5 +23,6 @@ def enum_list(values: list[str] | None, enum: type[E], name: str) -> list[E]:
         try:
             out.append(enum(part))
         except ValueError:
-            raise HTTPException(422, f"{name}: {part!r} is not one of {', '.join(enum)}") from None
+            message = f"{part!r} is not one of {', '.join(enum)}"
+            raise RequestValidationError([{"loc": ("query", name), "msg": message, "type": "enum"}]) from None
     return out
