@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("amqtt", "transitions", "uvicorn.error"):
+    for noisy in ("amqtt", "transitions", "uvicorn.error", "alembic"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.debug else logging.WARNING)
     try:
         return _run(args)

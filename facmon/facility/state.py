@@ -15,6 +15,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Generic, TypeVar, cast, get_type_hints
 
+from alembic import command as alembic_command
+from alembic.config import Config as AlembicConfig
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -35,6 +37,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
     text,
     update,
@@ -189,6 +192,18 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision; a database made before revisions were kept is adopted as 0001."""
+    config = AlembicConfig()
+    config.set_main_option("script_location", "facmon.facility:migrations")
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        tables = inspect(conn).get_table_names()
+        if "alarms" in tables and "alembic_version" not in tables:
+            alembic_command.stamp(config, "0001")
+        alembic_command.upgrade(config, "head")
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets the API read while ingest writes; foreign keys are off by default in SQLite.
@@ -207,7 +222,7 @@ class StateStore:
 
     @classmethod
     def open(cls, url: str, *, create: bool = True) -> StateStore:
-        """Connect, and create the schema when it is missing."""
+        """Connect, and create or upgrade the schema to the newest revision."""
         url = normalise_url(url)
         try:
             if url.startswith("sqlite:///") and not url.endswith(":memory:"):
@@ -217,7 +232,7 @@ class StateStore:
                 event.listen(engine, "connect", _sqlite_pragmas)
             store = cls(engine)
             if create:
-                metadata.create_all(engine)
+                migrate(engine)
         except (SQLAlchemyError, OSError, ImportError) as exc:
             raise StateStoreError(f"cannot open the state store {make_url(url)!r}: {_reason(exc)}") from None
         return store

@@ -1,0 +1,1 @@
+"""Alembic migrations of the state store's schema; applied by `StateStore.open`."""

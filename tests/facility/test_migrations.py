@@ -1,0 +1,54 @@
+"""The schema comes from the migrations, on SQLite and PostgreSQL, and matches what the code declares."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, inspect, text
+
+from facmon.facility.state import StateStore, metadata, normalise_url
+
+
+def head() -> str:
+    config = Config()
+    config.set_main_option("script_location", "facmon.facility:migrations")
+    revision = ScriptDirectory.from_config(config).get_current_head()
+    assert revision is not None
+    return revision
+
+
+def current_revision(url: str) -> str | None:
+    engine = create_engine(normalise_url(url))
+    with engine.connect() as conn:
+        revision = MigrationContext.configure(conn).get_current_revision()
+    engine.dispose()
+    return revision
+
+
+def test_a_new_database_is_migrated_to_head_and_matches_the_declared_schema(state_url: str) -> None:
+    StateStore.open(state_url).close()
+    assert current_revision(state_url) == head()
+    engine = create_engine(normalise_url(state_url))
+    with engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+    engine.dispose()
+    assert differences == [], "the tables in state.py and the migrations disagree: add a migration"
+
+
+def test_opening_again_is_a_no_op(state_url: str) -> None:
+    StateStore.open(state_url).close()
+    StateStore.open(state_url).close()
+    assert current_revision(state_url) == head()
+
+
+def test_a_database_from_before_revisions_is_adopted_and_upgraded(state_url: str) -> None:
+    store = StateStore.open(state_url)
+    with store.engine.begin() as conn:  # as the first releases left it: the tables, no version
+        conn.execute(text("DROP TABLE alembic_version"))
+    store.close()
+    reopened = StateStore.open(state_url)
+    assert current_revision(state_url) == head()
+    assert "alarms" in inspect(reopened.engine).get_table_names()
+    reopened.close()
