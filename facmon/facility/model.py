@@ -131,6 +131,11 @@ class Alarm:
     returned_at: datetime | None = None
     cleared_at: datetime | None = None
     updated_at: datetime | None = None
+    # Stays active after its condition clears, until an operator resets it.
+    latched: bool = False
+    shelved_until: datetime | None = None
+    shelved_by: str | None = None
+    shelve_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,6 +100,10 @@ alarms = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("value", JSON),
     Column("message", Text, nullable=False),
+    Column("latched", Boolean, nullable=False, default=False),
+    Column("shelved_until", UTCDateTime),
+    Column("shelved_by", String(64)),
+    Column("shelve_reason", Text),
     Index("ix_alarms_state", "state"),
     Index("ix_alarms_rule_device", "rule", "device_id"),
 )
@@ -169,6 +173,39 @@ ingest_rejects = Table(
     Column("reason", Text, nullable=False),
     Column("received_at", UTCDateTime, nullable=False, index=True),
     Column("payload", Text, nullable=False),
+)
+
+# The rule engine's memory of each (rule, device): pending on- and off-delays, so a restart keeps its timers.
+rule_state = Table(
+    "rule_state",
+    metadata,
+    Column("rule", String(64), primary_key=True),
+    Column("device_id", String(64), primary_key=True),
+    Column("state", JSON, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Alarm floods (ISA-18.2: more than 10 alarms in 10 minutes on a site), open while ended_at is null.
+alarm_floods = Table(
+    "alarm_floods",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("site", String(64), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime),
+    Column("peak", Integer, nullable=False),
+    Index("ix_alarm_floods_site_started", "site", "started_at"),
+)
+
+# Devices taken out of service for maintenance: their alarms are not annunciated meanwhile.
+device_service = Table(
+    "device_service",
+    metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("since", UTCDateTime, nullable=False),
+    Column("until", UTCDateTime),
+    Column("by", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
 )
 
 ACTIVE_STATES = (AlarmState.ACTIVE_UNACKED, AlarmState.ACTIVE_ACKED, AlarmState.RETURNED_UNACKED)

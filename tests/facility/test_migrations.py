@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
@@ -43,12 +44,41 @@ def test_opening_again_is_a_no_op(state_url: str) -> None:
     assert current_revision(state_url) == head()
 
 
+def upgrade_to(state_url: str, revision: str) -> None:
+    config = Config()
+    config.set_main_option("script_location", "facmon.facility:migrations")
+    engine = create_engine(normalise_url(state_url))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+    engine.dispose()
+
+
 def test_a_database_from_before_revisions_is_adopted_and_upgraded(state_url: str) -> None:
-    store = StateStore.open(state_url)
-    with store.engine.begin() as conn:  # as the first releases left it: the tables, no version
+    upgrade_to(state_url, "0001")
+    engine = create_engine(normalise_url(state_url))
+    with engine.begin() as conn:  # as the first release left it: the baseline tables, no version table
         conn.execute(text("DROP TABLE alembic_version"))
-    store.close()
+    engine.dispose()
     reopened = StateStore.open(state_url)
     assert current_revision(state_url) == head()
-    assert "alarms" in inspect(reopened.engine).get_table_names()
+    assert "rule_state" in inspect(reopened.engine).get_table_names()
     reopened.close()
+
+
+def test_rows_survive_each_upgrade(state_url: str) -> None:
+    upgrade_to(state_url, "0001")
+    engine = create_engine(normalise_url(state_url))
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO alarms (rule, device_id, site, severity, state, shelved, suppressed, raised_at,"
+                " updated_at, message) VALUES ('low', 'pump-1', 'riverside', 'major', 'active_unacked', false, false,"
+                " '2026-11-22 02:00:00', '2026-11-22 02:00:00', 'low')"
+            )
+        )
+    engine.dispose()
+    store = StateStore.open(state_url)
+    [alarm] = store.open_alarms()
+    assert (alarm.rule, alarm.latched, alarm.shelved_until) == ("low", False, None)
+    store.close()
