@@ -33,7 +33,7 @@ from pydantic import (
 from facmon.facility.durations import parse_duration
 from facmon.facility.errors import ConfigError, ConfigProblem
 from facmon.facility.model import Device, DeviceType, Priority, Severity
-from facmon.facility.telemetry import FIELDS, Kind
+from facmon.facility.rule_config import RuleConfig, check_rule
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 # Ids appear in MQTT topics and URLs: no slashes, wildcards or spaces.
@@ -167,62 +167,6 @@ class SiteConfig(_Model):
     id: Identifier
     name: str | None = None
     buildings: list[BuildingConfig] = []
-
-
-class Selector(_Model):
-    """Which devices a rule applies to; every given criterion must match, an empty selector matches all."""
-
-    types: Annotated[list[DeviceType], BeforeValidator(_as_list)] = []
-    sites: Annotated[list[str], BeforeValidator(_as_list)] = []
-    buildings: Annotated[list[str], BeforeValidator(_as_list)] = []
-    ids: Annotated[list[str], BeforeValidator(_as_list)] = []
-    labels: dict[str, str] = {}
-
-    def matches(self, device: Device) -> bool:
-        return (
-            (not self.types or device.type in self.types)
-            and (not self.sites or device.site in self.sites)
-            and (not self.buildings or device.building in self.buildings)
-            and (not self.ids or device.id in self.ids)
-            and all(device.labels.get(k) == v for k, v in self.labels.items())
-        )
-
-
-Comparable = Annotated[float | bool | str, Field(union_mode="left_to_right")]
-
-
-class Level(_Model):
-    """One alarm level of a rule: a condition and the severity raised while it holds."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    severity: Severity
-    above: float | None = None
-    below: float | None = None
-    equals: Annotated[bool | str, Field(union_mode="left_to_right")] | None = None
-    in_: list[str] | None = Field(None, alias="in")
-    message: str | None = None
-
-    @model_validator(mode="after")
-    def _one_condition(self) -> Level:
-        given = [k for k in ("above", "below", "equals", "in_") if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError("a level has exactly one condition: above, below, equals or in")
-        return self
-
-    @property
-    def numeric(self) -> bool:
-        return self.above is not None or self.below is not None
-
-
-class RuleConfig(_Model):
-    id: Identifier
-    name: str
-    description: str | None = None
-    enabled: bool = True
-    select: Selector = Selector()
-    field: Annotated[list[str], BeforeValidator(_as_list), Field(min_length=1)]
-    levels: list[Level] = Field(min_length=1)
 
 
 class AutoOpen(_Model):
@@ -382,53 +326,27 @@ def check_references(config: FacilityConfig) -> list[tuple[Path_, str]]:
                     seen_devices[device.id] = here
                 devices.append(_as_device(device, site.id, building.id))
 
+    rule_ids = {rule.id for rule in config.rules}
     seen_rules: set[str] = set()
     for r, rule in enumerate(config.rules):
         if rule.id in seen_rules:
             found.append((("rules", r, "id"), f"rule id {rule.id!r} is used twice"))
         seen_rules.add(rule.id)
+        for i, device_id in enumerate(rule.select.ids):
+            if device_id not in seen_devices:
+                found.append((("rules", r, "select", "ids", i), f"no device has the id {device_id!r}"))
         selected = [d for d in devices if rule.select.matches(d)]
         if not selected:
             found.append((("rules", r, "select"), "selects no device"))
             continue
-        types = sorted({d.type for d in selected})
-        for i, device_id in enumerate(rule.select.ids):
-            if device_id not in seen_devices:
-                found.append((("rules", r, "select", "ids", i), f"no device has the id {device_id!r}"))
-        for f, name in enumerate(rule.field):
-            loc: Path_ = ("rules", r, "field", f) if len(rule.field) > 1 else ("rules", r, "field")
-            for device_type in types:
-                spec = FIELDS[device_type].get(name)
-                if spec is None:
-                    found.append((loc, f"{name!r} is not a field of device type {device_type}"))
-                    continue
-                for lv, level in enumerate(rule.levels):
-                    problem = _level_mismatch(level, spec.kind, spec.choices)
-                    if problem:
-                        found.append((("rules", r, "levels", lv), f"{problem} ({name} of {device_type})"))
+        found += check_rule(rule, ("rules", r), selected, rule_ids)
     return found
 
 
 def _as_device(device: DeviceConfig, site: str, building: str) -> Device:
-    return Device(device.id, device.type, site, building, device.name, labels=dict(device.labels))
-
-
-def _level_mismatch(level: Level, kind: Kind, choices: tuple[str, ...]) -> str | None:
-    numeric = kind in (Kind.NUMBER, Kind.INTEGER)
-    if level.numeric and not numeric:
-        return "above/below need a numeric field"
-    if numeric and not level.numeric:
-        return "a numeric field is judged with above or below, not equals or in"
-    values: list[object] = list(level.in_ or []) if level.in_ is not None else [level.equals]
-    if level.numeric:
-        return None
-    if kind == Kind.BOOLEAN and not all(isinstance(v, bool) for v in values):
-        return "a boolean field is matched with equals: true or equals: false"
-    if kind == Kind.ENUM:
-        wrong = [v for v in values if v not in choices]
-        if wrong:
-            return f"{', '.join(map(repr, wrong))} not among {', '.join(choices)}"
-    return None
+    return Device(
+        device.id, device.type, site, building, device.name, nominal=dict(device.nominal), labels=dict(device.labels)
+    )
 
 
 def _parse_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[Path_, int], list[ConfigProblem]]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from facmon.facility.config import FacilityConfig, Selector
+from facmon.facility.config import FacilityConfig
 from facmon.facility.model import Device
+from facmon.facility.rule_config import Selector
 
 
 class DeviceRegistry:

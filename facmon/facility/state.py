@@ -42,6 +42,8 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -221,6 +223,34 @@ class Page(Generic[T]):
     total: int
 
 
+# -- alarm-system health
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmTransition:
+    """An alarm event with the site, rule and device of its alarm: the raw material of the alarm KPIs."""
+
+    id: int
+    alarm_id: int
+    site: str
+    rule: str
+    device_id: str
+    kind: str
+    severity: Severity
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmFlood:
+    """A period of more alarms than operators can handle on one site; open while `ended_at` is None."""
+
+    id: int
+    site: str
+    started_at: datetime
+    ended_at: datetime | None
+    peak: int
+
+
 def normalise_url(url: str) -> str:
     """Use psycopg 3 for PostgreSQL URLs that name no driver."""
     parsed = make_url(url)
@@ -352,6 +382,14 @@ class StateStore:
             )
             return {device_id: count for device_id, count in rows}
 
+    # -- rule engine memory -----------------------------------------------------------------------------------
+
+    def load_rule_state(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """The rule engine's saved memory, by (rule, device)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(rule_state.c.rule, rule_state.c.device_id, rule_state.c.state))
+            return {(rule, device_id): state for rule, device_id, state in rows}
+
     # -- work orders ------------------------------------------------------------------------------------------
 
     def get_work_order(self, work_order_id: int) -> WorkOrder:
@@ -408,6 +446,60 @@ class StateStore:
                 total,
             )
 
+    # -- alarm-system health
+
+    def alarm_transitions(
+        self, start: datetime, end: datetime, kinds: Iterable[str], *, site: str | None = None
+    ) -> list[AlarmTransition]:
+        """Alarm events of these kinds after `start` up to and including `end`, oldest first."""
+        query = (
+            select(
+                alarm_events.c.id,
+                alarm_events.c.alarm_id,
+                alarms.c.site,
+                alarms.c.rule,
+                alarms.c.device_id,
+                alarm_events.c.kind,
+                alarm_events.c.severity,
+                alarm_events.c.at,
+            )
+            .join(alarms, alarms.c.id == alarm_events.c.alarm_id)
+            .where(alarm_events.c.at > start, alarm_events.c.at <= end, alarm_events.c.kind.in_(list(kinds)))
+            .order_by(alarm_events.c.at, alarm_events.c.id)
+        )
+        if site:
+            query = query.where(alarms.c.site == site)
+        with self.engine.connect() as conn:
+            return [_from_row(AlarmTransition, row) for row in conn.execute(query).mappings()]
+
+    def active_alarms_raised_before(self, before: datetime, *, site: str | None = None) -> list[Alarm]:
+        """Alarms not yet cleared that were raised before `before`, oldest first."""
+        query = select(alarms).where(alarms.c.state.in_(ACTIVE_STATES), alarms.c.raised_at < before)
+        if site:
+            query = query.where(alarms.c.site == site)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(alarms.c.raised_at, alarms.c.id)).mappings()
+            return [_from_row(Alarm, row) for row in rows]
+
+    def open_floods(self) -> list[AlarmFlood]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(alarm_floods).where(alarm_floods.c.ended_at.is_(None)).order_by(alarm_floods.c.id)
+            ).mappings()
+            return [_from_row(AlarmFlood, row) for row in rows]
+
+    def floods_overlapping(self, start: datetime, end: datetime, *, site: str | None = None) -> list[AlarmFlood]:
+        """Floods that were open at some time after `start` up to and including `end`, oldest first."""
+        query = select(alarm_floods).where(
+            alarm_floods.c.started_at <= end,
+            (alarm_floods.c.ended_at.is_(None)) | (alarm_floods.c.ended_at > start),
+        )
+        if site:
+            query = query.where(alarm_floods.c.site == site)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(alarm_floods.c.started_at, alarm_floods.c.id)).mappings()
+            return [_from_row(AlarmFlood, row) for row in rows]
+
 
 class StateTransaction:
     """The writes of one transaction."""
@@ -431,6 +523,21 @@ class StateTransaction:
         values = _row_values(event)
         del values["id"]
         self.conn.execute(insert(alarm_events).values(values))
+
+    def save_rule_state(self, rows: Sequence[tuple[str, str, dict[str, Any]]], at: datetime) -> None:
+        """Insert or replace the memory of these (rule, device) pairs."""
+        if not rows:
+            return
+        values = [{"rule": r, "device_id": d, "state": state, "updated_at": at} for r, d, state in rows]
+        upsert = postgresql_insert if self.conn.dialect.name == "postgresql" else sqlite_insert
+        statement = upsert(rule_state)
+        self.conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[rule_state.c.rule, rule_state.c.device_id],
+                set_={"state": statement.excluded.state, "updated_at": statement.excluded.updated_at},
+            ),
+            values,
+        )
 
     def next_work_order_number(self, day: str) -> str:
         """Allocate WO-YYYYMMDD-NNNN for `day` (YYYYMMDD, in the facility's timezone)."""
@@ -469,6 +576,22 @@ class StateTransaction:
         ]
         if rows:
             self.conn.execute(insert(ingest_rejects), rows)
+
+    # -- alarm-system health
+
+    def insert_flood(self, site: str, started_at: datetime, peak: int) -> AlarmFlood:
+        new_id = self.conn.execute(
+            insert(alarm_floods).values(site=site, started_at=started_at, peak=peak).returning(alarm_floods.c.id)
+        ).scalar_one()
+        return AlarmFlood(new_id, site, started_at, None, peak)
+
+    def update_flood(self, flood: AlarmFlood) -> None:
+        """Write a flood's peak and end."""
+        result = self.conn.execute(
+            update(alarm_floods).where(alarm_floods.c.id == flood.id).values(peak=flood.peak, ended_at=flood.ended_at)
+        )
+        if result.rowcount == 0:
+            raise NotFoundError("alarm flood", flood.id)
 
 
 def _severity_order() -> Any:

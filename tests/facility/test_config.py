@@ -65,9 +65,10 @@ def test_references_across_sections_are_checked() -> None:
         "16: rules.1.id: rule id 'low' is used twice",
         "21: rules.1.levels.0: 'broken' not among idle, running, door_open, fault, out_of_service, inspection"
         " (state of elevator)",
-        "22: rules.1.levels.1: above/below need a numeric field (state of elevator)",
+        "22: rules.1.levels.1: above needs a numeric field (state of elevator)",
         "25: rules.2.select: selects no device",
-        "34: rules.3.levels.0: a numeric field is judged with above or below, not equals or in (pressure_bar of pump)",
+        "34: rules.3.levels.0: a numeric field is judged with above, below, falls or rises, not equals or in"
+        " (pressure_bar of pump)",
     ]  # rules.4 selects by id alone and is fine
 
 
@@ -146,7 +147,10 @@ rules:
 """
     with pytest.raises(ConfigError) as caught:
         parse_config(text, source="c.yaml", env={})
-    assert "c.yaml:4: rules.0.levels.0: a level has exactly one condition" in str(caught.value)
+    assert "c.yaml:4: rules.0.levels.0: a condition is exactly one of above, below, equals, in, falls, rises," in str(
+        caught.value
+    )
+    assert "(got above, below)" in str(caught.value)
 
 
 def test_yaml_booleans_where_text_is_expected_get_a_hint() -> None:

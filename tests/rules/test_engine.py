@@ -9,7 +9,7 @@ import pytest
 from facmon.facility.config import parse_config
 from facmon.facility.model import Reading, Scalar, Severity
 from facmon.facility.registry import DeviceRegistry
-from facmon.rules.conditions import RuleSet
+from facmon.rules.conditions import Check, RuleSet
 from facmon.rules.engine import EngineState, evaluate
 
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
@@ -48,7 +48,7 @@ def test_any_phase_out_of_band_raises_the_voltage_rule(ruleset: RuleSet) -> None
         {"voltage_l1_v": 229.0, "voltage_l2_v": 230.0, "voltage_l3_v": 231.0},
         {"voltage_l1_v": 229.0, "voltage_l2_v": 200.0, "voltage_l3_v": 231.0},  # dip on L2
         {"voltage_l1_v": 0.0, "voltage_l2_v": 0.0, "voltage_l3_v": 0.0},  # interruption
-        {"voltage_l1_v": 260.0},  # swell on L1
+        {"voltage_l1_v": 260.0, "voltage_l2_v": 230.0, "voltage_l3_v": 230.0},  # swell on L1
         {"voltage_l1_v": 230.0, "voltage_l2_v": 230.0, "voltage_l3_v": 230.0},
     ]
     assert run(ruleset, "panel-1", series) == [
@@ -112,10 +112,12 @@ def test_state_is_not_mutated_and_unchanged_state_is_reused(ruleset: RuleSet) ->
     start = EngineState()
     reading = Reading("pump-1", 0, {"pressure_bar": 1.0})
     after, events = evaluate(ruleset, start, reading, T0)
-    assert start.active == {} and len(after.active) == 1 and events
+    assert start.active() == {} and len(after.active()) == 1 and events
     again, none = evaluate(ruleset, after, reading, T0 + timedelta(seconds=1))
-    assert again is after and none == []
-    assert after.active[("pump-pressure-low", "pump-1")].since == T0
+    assert none == [] and {k: m.active for k, m in again.active().items()} == {
+        ("pump-pressure-low", "pump-1"): Severity.CRITICAL
+    }
+    assert after.memory[("pump-pressure-low", "pump-1")].since_ms == int(T0.timestamp() * 1000)
 
 
 @pytest.mark.parametrize(
@@ -123,10 +125,8 @@ def test_state_is_not_mutated_and_unchanged_state_is_reused(ruleset: RuleSet) ->
     [(True, True, True), (True, 1, False), ("fault", "fault", True), ("fault", "idle", False)],
 )
 def test_equality_does_not_mix_booleans_and_numbers(equals: Scalar, value: Scalar, holds: bool) -> None:
-    from facmon.rules.conditions import CompiledLevel
-
-    level = CompiledLevel(Severity.MAJOR, None, None, equals, None, None)
-    assert level.holds(value) is holds
+    test = Check("equals", ("f",), {}, {}, expected=equals)
+    assert (test.holds({"f": value}, {}, active=False) is not None) is holds
 
 
 def test_messages_say_how_the_value_meets_the_level(ruleset: RuleSet) -> None:
