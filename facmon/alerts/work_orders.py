@@ -20,7 +20,7 @@ from facmon.facility.model import (
     WorkOrderStatus,
 )
 from facmon.facility.registry import DeviceRegistry
-from facmon.facility.state import StateStore, StateTransaction
+from facmon.facility.state import ACTIVE_STATES, StateStore, StateTransaction
 from facmon.rules.processor import AlarmChange
 
 log = logging.getLogger(__name__)
@@ -97,11 +97,16 @@ class WorkOrderPolicy:
         device = self._registry.get(alarm.device_id)
         if device is None:
             return
-        if change.new:
+        kind = change.event.kind
+        if change.new or kind in ("unsuppressed", "in_service"):
+            # A suppressed alarm (by design, or its device in maintenance) sends nobody out; once it is
+            # visible again while still active, it does, unless it already has its work order.
+            if alarm.suppressed or alarm.state not in ACTIVE_STATES:
+                return
             rule = self.match(alarm, device)
-            if rule is not None:
+            if rule is not None and (change.new or not self._store.list_work_orders(alarm_id=alarm.id).total):
                 self._open_for(alarm, device, rule)
-        elif change.event.kind in ("returned", "cleared"):
+        elif kind in ("returned", "cleared"):
             self._note_alarm_cleared(alarm, change.event.at)
 
     def match(self, alarm: Alarm, device: Device) -> AutoOpen | None:

@@ -14,6 +14,7 @@ from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import StateStore
 from facmon.ingest.presence import DevicePresence
 from facmon.ingest.storage import TelemetryStore
+from facmon.rules.processor import RuleProcessor
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,8 @@ class Services:
     presence: DevicePresence
     clock: Clock
     broker_connected: Callable[[], bool]
+    alarms: RuleProcessor
+    reload_rules: Callable[[], list[str]]
 
 
 def get_services(request: Request) -> Services:

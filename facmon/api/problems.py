@@ -11,7 +11,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from facmon.facility.errors import NotFoundError, StateStoreError
+from facmon.facility.errors import ConfigError, NotFoundError, StateStoreError
+from facmon.rules.lifecycle import LifecycleError
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(NotFoundError)
     async def _not_found(_request: Request, exc: NotFoundError) -> JSONResponse:
         return problem(404, _title(404), str(exc))
+
+    @app.exception_handler(LifecycleError)
+    async def _conflict(_request: Request, exc: LifecycleError) -> JSONResponse:
+        return problem(409, _title(409), str(exc))
+
+    @app.exception_handler(ConfigError)
+    async def _config(_request: Request, exc: ConfigError) -> JSONResponse:
+        errors = [{"loc": p.path, "msg": p.message, "source": p.source, "line": p.line} for p in exc.problems]
+        return problem(422, "Invalid configuration", "; ".join(str(p) for p in exc.problems), errors=errors)
 
     @app.exception_handler(StateStoreError)
     async def _store(_request: Request, exc: StateStoreError) -> JSONResponse:

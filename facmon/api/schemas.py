@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Generic, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -16,7 +17,6 @@ from facmon.facility.model import (
     Severity,
     WorkOrderStatus,
 )
-from facmon.ingest.presence import Presence
 
 T = TypeVar("T")
 Value = float | int | bool | str | None
@@ -27,6 +27,21 @@ class Page(BaseModel, Generic[T]):
     total: int = Field(description="How many match the filters, over all pages")
 
 
+class DeviceStatus(StrEnum):
+    ONLINE = "online"
+    STALE = "stale"
+    OFFLINE = "offline"
+    OUT_OF_SERVICE = "out_of_service"
+
+
+class ServiceRequest(BaseModel):
+    """Take a device out of service for maintenance, for a time if known."""
+
+    by: str = Field("anonymous", min_length=1, max_length=64)
+    reason: str = Field(min_length=3, max_length=2000)
+    duration: str | None = Field(None, description="Return to service by itself after this long", examples=["4h"])
+
+
 class DevicePublic(BaseModel):
     id: str
     type: DeviceType
@@ -35,7 +50,7 @@ class DevicePublic(BaseModel):
     name: str
     location: str | None
     model: str | None
-    status: Presence
+    status: DeviceStatus
     last_seen: datetime | None
     latest_at: datetime | None = Field(description="Time of the newest reading")
     latest: dict[str, Value] = Field(description="Newest value of each field")
@@ -55,8 +70,55 @@ class AlarmPublic(BaseModel):
     acked_at: datetime | None
     acked_by: str | None
     cleared_at: datetime | None
+    returned_at: datetime | None = Field(description="When its condition last went back to normal")
+    latched: bool = Field(description="Stays active after its condition clears, until reset")
+    shelved_until: datetime | None
+    shelved_by: str | None
+    shelve_reason: str | None
     value: Value
     message: str
+
+
+class AlarmEventPublic(BaseModel):
+    id: int
+    alarm_id: int
+    at: datetime
+    kind: str = Field(examples=["raised", "acknowledged", "shelved", "returned", "comment"])
+    state: AlarmState
+    severity: Severity
+    actor: str = Field(description="`system` for the rule engine, else the operator")
+    value: Value
+    note: str | None
+
+
+class OperatorNote(BaseModel):
+    """Who acts, and why. Until sign-in exists, `by` is the name the operator gives."""
+
+    by: str = Field("anonymous", min_length=1, max_length=64)
+    note: str | None = Field(None, max_length=2000)
+
+
+class AcknowledgeMany(OperatorNote):
+    ids: list[int] = Field(min_length=1, max_length=1000)
+
+
+class ShelveRequest(BaseModel):
+    by: str = Field("anonymous", min_length=1, max_length=64)
+    duration: str = Field(description="How long, at most the configured alarms.max_shelve", examples=["2h"])
+    reason: str = Field(min_length=3, max_length=2000)
+
+
+class CommentRequest(BaseModel):
+    by: str = Field("anonymous", min_length=1, max_length=64)
+    text: str = Field(min_length=1, max_length=2000)
+
+
+class RulePublic(BaseModel):
+    id: str
+    name: str
+    enabled: bool
+    devices: int = Field(description="How many devices it applies to")
+    levels: list[str] = Field(description="Severity and condition of each level")
 
 
 class WorkOrderPublic(BaseModel):

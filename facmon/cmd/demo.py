@@ -56,7 +56,7 @@ def run_demo(
             "FACMON_API__PORT": str(port),
         }
         config = load_config(config_path, env={**os.environ, **overrides})
-        service = Service(config)
+        service = Service(config, config_path=config_path)
         service.start()
         if not service.subscriber.wait_connected(10):
             log.warning("ingest has not connected to the broker yet; it keeps trying")

@@ -95,7 +95,7 @@ def _run(args: argparse.Namespace) -> int:
 
         config = load_config(args.config)
         sock = listen(config.api.host, config.api.port)
-        service = Service(config)
+        service = Service(config, config_path=args.config)
         try:
             service.start()
             log.info("serving on http://%s:%s/", config.api.host, config.api.port)

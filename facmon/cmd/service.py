@@ -7,6 +7,7 @@ import signal
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
@@ -16,7 +17,8 @@ from facmon.alerts.work_orders import WorkOrderPolicy
 from facmon.api.app import create_app
 from facmon.api.deps import Services
 from facmon.facility.clock import Clock, SystemClock
-from facmon.facility.config import FacilityConfig
+from facmon.facility.config import FacilityConfig, load_config
+from facmon.facility.errors import ConfigError, ConfigProblem
 from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import StateStore
 from facmon.ingest.decode import Decoder
@@ -25,7 +27,9 @@ from facmon.ingest.presence import DevicePresence
 from facmon.ingest.storage import open_telemetry_store
 from facmon.ingest.subscriber import Message, MqttSubscriber
 from facmon.rules.conditions import RuleSet
+from facmon.rules.flood import FloodDetector
 from facmon.rules.processor import RuleProcessor
+from facmon.rules.ticker import Ticker
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +38,15 @@ class Service:
     """Everything but the HTTP server's loop: build with a config, `start()`, `stop()`."""
 
     def __init__(
-        self, config: FacilityConfig, *, clock: Clock | None = None, notifiers: list[Notifier] | None = None
+        self,
+        config: FacilityConfig,
+        *,
+        clock: Clock | None = None,
+        notifiers: list[Notifier] | None = None,
+        config_path: Path | None = None,
     ) -> None:
         self.config = config
+        self.config_path = config_path
         self.clock = clock or SystemClock()
         self.registry = DeviceRegistry.from_config(config)
         self.state = StateStore.open(config.storage.state_url)
@@ -74,6 +84,10 @@ class Service:
             build_notifiers(config.notifications) if notifiers is None else notifiers,
         )
         self.rules.listeners.append(self.work_orders)
+        self.floods = FloodDetector(self.state)
+        self.floods.restore(self.clock.now())
+        self.rules.listeners.append(self.floods)
+        self.ticker = Ticker(self.clock, [self.rules.tick, self.floods.tick], config.alarms.tick.total_seconds())
 
         self.app = create_app(
             Services(
@@ -84,6 +98,8 @@ class Service:
                 presence=self.presence,
                 clock=self.clock,
                 broker_connected=lambda: self.subscriber.connected,
+                alarms=self.rules,
+                reload_rules=self.reload_rules,
             )
         )
 
@@ -93,8 +109,20 @@ class Service:
     def start(self) -> None:
         self.pipeline.start()
         self.subscriber.start()
+        self.ticker.start()
+
+    def reload_rules(self) -> list[str]:
+        """Read the rules from the config file again; an invalid file raises ConfigError and changes nothing."""
+        if self.config_path is None:
+            raise ConfigError([ConfigProblem("<config>", "", "this service was not started from a config file")])
+        rules = load_config(self.config_path).rules
+        compiled = RuleSet.compile(rules, self.registry)
+        self.rules.replace_rules(compiled)
+        log.info("rules reloaded from %s: %d rules", self.config_path, len(rules))
+        return [rule.id for rule in rules]
 
     def stop(self) -> None:
+        self.ticker.stop()
         self.subscriber.stop()
         self.pipeline.stop()
         self.telemetry.close()

@@ -146,6 +146,12 @@ class IngestConfig(_Model):
     batch_size: int = Field(1000, ge=1, le=100_000)
 
 
+class AlarmsConfig(_Model):
+    # ISA-18.2: shelving is for a known nuisance, for a bounded time; the alarm comes back by itself after.
+    max_shelve: Duration = timedelta(hours=8)
+    tick: Duration = timedelta(seconds=1)
+
+
 class DeviceConfig(_Model):
     id: Identifier
     type: DeviceType
@@ -219,6 +225,7 @@ class FacilityConfig(_Model):
     ingest: IngestConfig = IngestConfig()
     sites: list[SiteConfig] = Field(min_length=1)
     rules: list[RuleConfig] = []
+    alarms: AlarmsConfig = AlarmsConfig()
     work_orders: WorkOrdersConfig = WorkOrdersConfig()
     notifications: NotificationsConfig = NotificationsConfig()
 

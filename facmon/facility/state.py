@@ -34,6 +34,7 @@ from sqlalchemy import (
     TypeDecorator,
     case,
     create_engine,
+    delete,
     event,
     func,
     insert,
@@ -218,6 +219,17 @@ D = TypeVar("D")
 
 
 @dataclass(frozen=True, slots=True)
+class ServiceRecord:
+    """A device taken out of service: by whom, why, since when and, if known, until when."""
+
+    device_id: str
+    since: datetime
+    by: str
+    reason: str
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
     items: list[T]
     total: int
@@ -390,6 +402,14 @@ class StateStore:
             rows = conn.execute(select(rule_state.c.rule, rule_state.c.device_id, rule_state.c.state))
             return {(rule, device_id): state for rule, device_id, state in rows}
 
+    # -- devices out of service ------------------------------------------------------------------------------
+
+    def out_of_service(self) -> dict[str, ServiceRecord]:
+        """Devices taken out of service, by id."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(device_service)).mappings()
+            return {row["device_id"]: _from_row(ServiceRecord, row) for row in rows}
+
     # -- work orders ------------------------------------------------------------------------------------------
 
     def get_work_order(self, work_order_id: int) -> WorkOrder:
@@ -538,6 +558,13 @@ class StateTransaction:
             ),
             values,
         )
+
+    def take_out_of_service(self, record: ServiceRecord) -> None:
+        self.conn.execute(delete(device_service).where(device_service.c.device_id == record.device_id))
+        self.conn.execute(insert(device_service).values(_row_values(record)))
+
+    def return_to_service(self, device_id: str) -> None:
+        self.conn.execute(delete(device_service).where(device_service.c.device_id == device_id))
 
     def next_work_order_number(self, day: str) -> str:
         """Allocate WO-YYYYMMDD-NNNN for `day` (YYYYMMDD, in the facility's timezone)."""

@@ -40,6 +40,7 @@ class MqttSubscriber:
         self._connection = 0
         self._connected = threading.Event()
         self._stopping = False
+        self._subscribe_mid: int | None = None
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id or config.client_id,
@@ -54,6 +55,7 @@ class MqttSubscriber:
             self._client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
         self._client.on_disconnect = self._on_disconnect
         self._client.on_connect_fail = self._on_connect_fail
         self._client.on_message = self._on_message
@@ -86,15 +88,23 @@ class MqttSubscriber:
             log.error("MQTT broker %s:%s refused the connection: %s", self._config.host, self._config.port, reason)
             return
         self._connection += 1
-        client.subscribe(self._filter, qos=1)
-        self._connected.set()
+        _, self._subscribe_mid = client.subscribe(self._filter, qos=1)
         log.info(
-            "connected to MQTT broker %s:%s (session present: %s), subscribed to %s",
+            "connected to MQTT broker %s:%s (session present: %s)",
             self._config.host,
             self._config.port,
             flags.session_present,
-            self._filter,
         )
+
+    def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, mid: int, reasons: Any, _props: Any) -> None:
+        # Ready only once the broker has confirmed the subscription: until then a new session misses messages.
+        if mid != self._subscribe_mid:
+            return
+        if any(reason.is_failure for reason in reasons):
+            log.error("MQTT broker refused the subscription to %s: %s", self._filter, reasons)
+            return
+        self._connected.set()
+        log.info("subscribed to %s", self._filter)
 
     def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
         # paho retries with a backoff of up to 30 s, so this says so at most about twice a minute.

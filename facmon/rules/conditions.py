@@ -121,8 +121,11 @@ class CompiledRule:
 class RuleSet:
     """The enabled rules compiled for each device, and which rules suppress which."""
 
-    def __init__(self, rules: list[CompiledRule], registry: DeviceRegistry) -> None:
+    def __init__(
+        self, rules: list[CompiledRule], registry: DeviceRegistry, configs: list[RuleConfig] | None = None
+    ) -> None:
         self.registry = registry
+        self.configs = configs or []
         self._by_device: dict[str, tuple[CompiledRule, ...]] = {}
         self._by_id: dict[str, list[CompiledRule]] = {}
         for rule in rules:
@@ -137,14 +140,9 @@ class RuleSet:
 
     @classmethod
     def compile(cls, configs: list[RuleConfig], registry: DeviceRegistry) -> RuleSet:
+        enabled = [config for config in configs if config.enabled]
         return cls(
-            [
-                compile_rule(config, device)
-                for config in configs
-                if config.enabled
-                for device in registry.select(config.select)
-            ],
-            registry,
+            [compile_rule(c, device) for c in enabled for device in registry.select(c.select)], registry, configs
         )
 
     def for_device(self, device_id: str) -> tuple[CompiledRule, ...]:

@@ -46,7 +46,8 @@ def on_condition(alarm: Alarm | None, event: ConditionEvent, device: Device) -> 
                 suppressed=event.suppressed,
                 latched=event.latched,
             )
-            return new, _event(new, "raised", at, note=event.message)
+            # A suppressed alarm is recorded but not annunciated: it must not count towards alarm rates or floods.
+            return new, _event(new, "raised_suppressed" if event.suppressed else "raised", at, note=event.message)
         # Returned but not yet acknowledged (or latched and not yet reset): the same alarm comes back.
         new = replace(
             alarm,
@@ -139,3 +140,9 @@ def reset(alarm: Alarm, actor: str, at: datetime, note: str | None = None) -> tu
 def comment(alarm: Alarm, actor: str, at: datetime, text: str) -> tuple[Alarm, AlarmEvent]:
     """A note on the audit trail; the alarm itself does not change."""
     return alarm, _event(alarm, "comment", at, actor=actor, note=text)
+
+
+def set_service(alarm: Alarm, in_service: bool, actor: str, at: datetime, note: str | None) -> tuple[Alarm, AlarmEvent]:
+    """The alarm's device was taken out of service (not annunciated meanwhile) or returned to it."""
+    new = replace(alarm, suppressed=not in_service, updated_at=at)
+    return new, _event(new, "in_service" if in_service else "out_of_service", at, actor=actor, note=note)

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
 from facmon.facility.model import Alarm, AlarmEvent, AlarmState, Reading
 from facmon.facility.registry import DeviceRegistry
-from facmon.facility.state import StateStore
+from facmon.facility.state import ServiceRecord, StateStore
 from facmon.rules.conditions import RuleSet
-from facmon.rules.engine import ConditionEvent, ConditionKey, EngineState, Memory, evaluate, tick
-from facmon.rules.lifecycle import on_condition
+from facmon.rules.engine import ConditionChange, ConditionEvent, ConditionKey, EngineState, Memory, evaluate, tick
+from facmon.rules.lifecycle import (
+    LifecycleError,
+    acknowledge,
+    comment,
+    on_condition,
+    reset,
+    set_service,
+    shelve,
+    unshelve,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +52,21 @@ class RuleProcessor:
         self._lock = threading.Lock()
         self._state = EngineState()
         self._alarms: dict[ConditionKey, Alarm] = {}
+        self._out_of_service: dict[str, ServiceRecord] = {}
         self.listeners: list[AlarmListener] = []
 
     @property
     def state(self) -> EngineState:
         return self._state
 
+    @property
+    def rules(self) -> RuleSet:
+        return self._rules
+
     def restore(self) -> None:
         """Rebuild from the saved engine memory and the open alarms: a restart neither loses nor re-raises."""
         with self._lock:
+            self._out_of_service = self._store.out_of_service()
             self._alarms = {(a.rule, a.device_id): a for a in self._store.open_alarms()}
             saved = {key: Memory.from_json(data) for key, data in self._store.load_rule_state().items()}
             for key, alarm in self._alarms.items():
@@ -78,14 +93,111 @@ class RuleProcessor:
         self._tell(changes)
 
     def tick(self, now: datetime) -> None:
-        """Let time pass: delays run out, silent devices raise communication-lost alarms."""
+        """Let time pass: delays run out, silent devices raise communication-lost alarms, shelves expire."""
         with self._lock:
             before = self._state
             state, events = tick(self._rules, self._state, now)
             changes = self._apply_all(events)
             self._state = state
             self._save(before, list(state.memory.keys()), now)
+            for alarm in list(self._alarms.values()):
+                if alarm.shelved and alarm.shelved_until is not None and alarm.shelved_until <= now:
+                    changes.append(self._commit(unshelve(alarm, "system", now, "shelf time is up")))
+            for record in list(self._out_of_service.values()):
+                if record.until is not None and record.until <= now:
+                    changes += self._set_service(record.device_id, True, "system", now, "maintenance window over")
         self._tell(changes)
+
+    def is_out_of_service(self, device_id: str) -> bool:
+        return device_id in self._out_of_service
+
+    def take_out_of_service(
+        self, device_id: str, actor: str, now: datetime, reason: str, until: datetime | None = None
+    ) -> None:
+        """Maintenance: the device's alarms are still recorded, but not annunciated, until it returns to service."""
+        with self._lock:
+            record = ServiceRecord(device_id, now, actor, reason, until)
+            with self._store.begin() as tx:
+                tx.take_out_of_service(record)
+            self._out_of_service[device_id] = record
+            changes = self._set_service(device_id, False, actor, now, reason)
+        self._tell(changes)
+
+    def return_to_service(self, device_id: str, actor: str, now: datetime, note: str | None = None) -> None:
+        with self._lock:
+            if device_id not in self._out_of_service:
+                raise LifecycleError(f"device {device_id} is not out of service")
+            changes = self._set_service(device_id, True, actor, now, note)
+        self._tell(changes)
+
+    def _set_service(
+        self, device_id: str, in_service: bool, actor: str, now: datetime, note: str | None
+    ) -> list[AlarmChange]:
+        if in_service:
+            with self._store.begin() as tx:
+                tx.return_to_service(device_id)
+            self._out_of_service.pop(device_id, None)
+        changes = []
+        for key, alarm in list(self._alarms.items()):
+            if alarm.device_id != device_id:
+                continue
+            memory = self._state.memory.get(key)
+            designed = memory is not None and memory.suppressed
+            if in_service and alarm.suppressed and not designed:
+                changes.append(self._commit(set_service(alarm, True, actor, now, note)))
+            elif not in_service and not alarm.suppressed:
+                changes.append(self._commit(set_service(alarm, False, actor, now, note)))
+        return changes
+
+    def replace_rules(self, rules: RuleSet) -> None:
+        """Put new rules in force; what the engine remembers of rules that stay is kept."""
+        with self._lock:
+            self._rules = rules
+
+    # -- operator actions: each recorded with who, when and why ----------------------------------------------
+
+    def acknowledge(self, alarm_ids: Sequence[int], actor: str, now: datetime, note: str | None = None) -> list[Alarm]:
+        """Acknowledge one or many; all or none (an alarm that cannot be acknowledged refuses the lot)."""
+        with self._lock:
+            results = [acknowledge(self._find(i), actor, now, note) for i in alarm_ids]
+            changes = [self._commit(result) for result in results]
+        self._tell(changes)
+        return [change.alarm for change in changes]
+
+    def shelve(self, alarm_id: int, actor: str, now: datetime, until: datetime, reason: str) -> Alarm:
+        return self._operate(alarm_id, lambda alarm: shelve(alarm, actor, now, until, reason))
+
+    def unshelve(self, alarm_id: int, actor: str, now: datetime, note: str | None = None) -> Alarm:
+        return self._operate(alarm_id, lambda alarm: unshelve(alarm, actor, now, note))
+
+    def reset(self, alarm_id: int, actor: str, now: datetime, note: str | None = None) -> Alarm:
+        return self._operate(alarm_id, lambda alarm: reset(alarm, actor, now, note))
+
+    def comment(self, alarm_id: int, actor: str, now: datetime, text: str) -> Alarm:
+        return self._operate(alarm_id, lambda alarm: comment(alarm, actor, now, text))
+
+    def _operate(self, alarm_id: int, action: Callable[[Alarm], tuple[Alarm, AlarmEvent]]) -> Alarm:
+        with self._lock:
+            change = self._commit(action(self._find(alarm_id)))
+        self._tell([change])
+        return change.alarm
+
+    def _find(self, alarm_id: int) -> Alarm:
+        """The alarm as the processor holds it when open, else as stored (raises NotFoundError)."""
+        return next((a for a in self._alarms.values() if a.id == alarm_id), None) or self._store.get_alarm(alarm_id)
+
+    def _commit(self, result: tuple[Alarm, AlarmEvent]) -> AlarmChange:
+        alarm, audit = result
+        with self._store.begin() as tx:
+            tx.update_alarm(alarm)
+            tx.add_alarm_event(audit)
+        key = (alarm.rule, alarm.device_id)
+        if alarm.state is AlarmState.CLEARED:
+            self._alarms.pop(key, None)
+        elif self._alarms.get(key, alarm).id == alarm.id:
+            self._alarms[key] = alarm
+        log.info("alarm %s %s by %s", alarm.id, audit.kind, audit.actor)
+        return AlarmChange(alarm, audit, False)
 
     def _apply_all(self, events: Iterable[ConditionEvent]) -> list[AlarmChange]:
         return [change for event in events if (change := self._apply(event)) is not None]
@@ -96,6 +208,10 @@ class RuleProcessor:
         if device is None:
             return None
         current = self._alarms.get(key)
+        if event.device_id in self._out_of_service:
+            if event.kind is ConditionChange.UNSUPPRESSED:
+                return None  # its design no longer suppresses it, but maintenance still does
+            event = replace(event, suppressed=True)
         result = on_condition(current, event, device)
         if result is None:
             return None

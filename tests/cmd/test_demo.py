@@ -55,10 +55,15 @@ def test_demo_shows_an_alarm_and_a_work_order_then_stops_cleanly(tmp_path: Path,
             except httpx.HTTPError:
                 return []
 
-        [alarm] = eventually(alarms, timeout=60, interval=0.5, what=f"an alarm; log:\n{log.read_text()}")
-        assert (alarm["device_id"], alarm["severity"]) == ("pump-1", "critical")
+        def pump_alarms() -> dict[str, dict]:
+            found = {a["rule"]: a for a in alarms() if a["device_id"] == "pump-1"}
+            return found if {"pump-pressure-low", "pipe-burst"} <= set(found) else {}
+
+        # The pressure falls at once: a burst, latched for someone to look, and the low pressure itself.
+        found = eventually(pump_alarms, timeout=60, interval=0.5, what=f"the pump's alarms; log:\n{log.read_text()}")
+        assert {a["severity"] for a in found.values()} == {"critical"}
         orders = httpx.get(f"{base}/api/v1/work-orders?status=open", timeout=2).json()["items"]
-        assert [o["alarm_id"] for o in orders] == [alarm["id"]]
+        assert sorted(o["alarm_id"] for o in orders) == sorted(a["id"] for a in found.values())
         page = httpx.get(f"{base}/", timeout=2)
         assert page.status_code == 200 and "Active alarms" in page.text
         assert httpx.get(f"{base}/api/v1/devices", timeout=2).json()["total"] == 28

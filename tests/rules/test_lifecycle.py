@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from facmon.facility.model import Alarm, AlarmState, Device, DeviceType, Severity
 from facmon.rules.engine import ConditionChange, ConditionEvent
-from facmon.rules.lifecycle import LifecycleError, acknowledge, on_condition
+from facmon.rules.lifecycle import LifecycleError, acknowledge, comment, on_condition, reset, shelve, unshelve
 
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 PUMP = Device("pump-1", DeviceType.PUMP, "riverside", "A", "Pump 1")
@@ -97,3 +98,57 @@ def test_escalation_re_annunciates_but_de_escalation_does_not() -> None:
 def test_changes_to_a_cleared_or_missing_alarm_are_ignored() -> None:
     assert on_condition(None, condition(ConditionChange.CLEARED), PUMP) is None
     assert on_condition(None, condition(ConditionChange.SEVERITY_CHANGED), PUMP) is None
+
+
+def test_a_latched_alarm_stays_active_until_reset() -> None:
+    latched = replace(raised(), latched=True)
+    result = on_condition(latched, condition(ConditionChange.CLEARED, minutes=1), PUMP)
+    assert result is not None
+    returned, event = result
+    assert returned.state is AlarmState.ACTIVE_UNACKED and returned.returned_at is not None
+    assert event.kind == "returned_latched"
+    acked, _ = acknowledge(returned, "li", T0 + timedelta(minutes=2))
+    assert acked.state is AlarmState.ACTIVE_ACKED  # acknowledged, still latched
+    after, reset_event = reset(acked, "li", T0 + timedelta(minutes=3), "valve closed, pipe repaired")
+    assert after.state is AlarmState.CLEARED and reset_event.kind == "reset" and reset_event.actor == "li"
+
+
+def test_reset_is_refused_while_the_condition_is_present_or_for_unlatched_alarms() -> None:
+    with pytest.raises(LifecycleError, match="still present"):
+        reset(replace(raised(), latched=True), "li", T0)
+    with pytest.raises(LifecycleError, match="not a latched active alarm"):
+        reset(raised(), "li", T0)
+
+
+def test_unacknowledged_latched_alarm_reset_still_needs_its_acknowledgement() -> None:
+    result = on_condition(replace(raised(), latched=True), condition(ConditionChange.CLEARED, minutes=1), PUMP)
+    assert result is not None
+    after, _ = reset(result[0], "li", T0 + timedelta(minutes=2))
+    assert after.state is AlarmState.RETURNED_UNACKED
+
+
+def test_shelving_needs_a_future_end_and_unshelving_a_shelf() -> None:
+    alarm = raised()
+    shelved, event = shelve(alarm, "li", T0, T0 + timedelta(hours=2), "sensor being replaced")
+    assert shelved.shelved and shelved.shelved_until == T0 + timedelta(hours=2) and shelved.shelved_by == "li"
+    assert event.kind == "shelved" and event.note is not None and "sensor being replaced" in event.note
+    assert shelved.state is alarm.state  # shelving hides, it does not acknowledge
+    with pytest.raises(LifecycleError, match="future"):
+        shelve(alarm, "li", T0, T0, "no time")
+    back, event = unshelve(shelved, "system", T0 + timedelta(hours=2), "shelf time is up")
+    assert not back.shelved and back.shelved_until is None and event.actor == "system"
+    with pytest.raises(LifecycleError, match="not shelved"):
+        unshelve(back, "li", T0)
+
+
+def test_suppression_is_recorded_without_changing_the_state() -> None:
+    alarm = raised()
+    result = on_condition(alarm, condition(ConditionChange.SUPPRESSED), PUMP)
+    assert result is not None and result[0].suppressed and result[0].state is alarm.state
+    assert result[1].kind == "suppressed"
+
+
+def test_comments_go_on_the_trail_only() -> None:
+    alarm = raised()
+    same, event = comment(alarm, "li", T0, "called the pump contractor")
+    assert same == alarm and (event.kind, event.note) == ("comment", "called the pump contractor")

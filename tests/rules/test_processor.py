@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from facmon.facility.errors import NotFoundError
 from facmon.facility.model import AlarmState, Reading
 from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import StateStore
 from facmon.rules.conditions import RuleSet
+from facmon.rules.lifecycle import LifecycleError
 from facmon.rules.processor import AlarmChange, RuleProcessor
 
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
@@ -40,8 +42,8 @@ def processor(ruleset: RuleSet, registry: DeviceRegistry, store: StateStore) -> 
     return p, recorder
 
 
-def feed(p: RuleProcessor, pressure: float, second: int) -> None:
-    at = T0 + timedelta(seconds=second)
+def feed(p: RuleProcessor, pressure: float, minute: int) -> None:
+    at = T0 + timedelta(minutes=minute)  # slow changes: the fast-fall rule stays out of it
     p.on_readings([Reading("pump-1", int(at.timestamp() * 1000), {"pressure_bar": pressure})], at)
 
 
@@ -95,3 +97,70 @@ def test_a_listener_failure_does_not_stop_the_others(
     p.listeners += [Broken(), recorder]
     feed(p, 1.0, 0)
     assert len(recorder.changes) == 1
+
+
+def test_operator_actions_are_stored_and_told(ruleset: RuleSet, registry: DeviceRegistry, store: StateStore) -> None:
+    p, recorder = processor(ruleset, registry, store)
+    feed(p, 2.5, 0)
+    [alarm] = store.list_alarms().items
+    at = T0 + timedelta(minutes=5)
+    p.shelve(alarm.id, "li", at, at + timedelta(hours=1), "transmitter being recalibrated")
+    p.comment(alarm.id, "li", at, "contractor called")
+    [acked] = p.acknowledge([alarm.id], "wang", at)
+    assert acked.state is AlarmState.ACTIVE_ACKED and acked.acked_by == "wang" and acked.shelved
+    kinds = [(e.kind, e.actor) for e in store.alarm_events(alarm.id)]
+    assert kinds == [("raised", "system"), ("shelved", "li"), ("comment", "li"), ("acknowledged", "wang")]
+    assert [c.event.kind for c in recorder.changes] == ["raised", "shelved", "comment", "acknowledged"]
+
+
+def test_shelves_expire_on_the_tick(ruleset: RuleSet, registry: DeviceRegistry, store: StateStore) -> None:
+    p, _ = processor(ruleset, registry, store)
+    feed(p, 2.5, 0)
+    [alarm] = store.list_alarms().items
+    p.shelve(alarm.id, "li", T0, T0 + timedelta(minutes=30), "known nuisance")
+    p.tick(T0 + timedelta(minutes=29))
+    assert store.get_alarm(alarm.id).shelved
+    p.tick(T0 + timedelta(minutes=30))
+    back = store.get_alarm(alarm.id)
+    assert not back.shelved
+    assert store.alarm_events(alarm.id)[-1].note == "shelf time is up"
+
+
+def test_acknowledging_many_is_all_or_none(ruleset: RuleSet, registry: DeviceRegistry, store: StateStore) -> None:
+    p, _ = processor(ruleset, registry, store)
+    feed(p, 2.5, 0)
+    [alarm] = store.list_alarms().items
+    with pytest.raises(NotFoundError):
+        p.acknowledge([alarm.id, 999], "li", T0)
+    assert store.get_alarm(alarm.id).state is AlarmState.ACTIVE_UNACKED  # nothing of the batch happened
+    p.acknowledge([alarm.id], "li", T0)
+    with pytest.raises(LifecycleError):
+        p.acknowledge([alarm.id], "li", T0)  # already acknowledged
+    assert [e.kind for e in store.alarm_events(alarm.id)] == ["raised", "acknowledged"]
+
+
+def test_a_restart_in_the_middle_of_an_on_delay_keeps_the_timer(tmp_path: Path, registry: DeviceRegistry) -> None:
+    from facmon.facility.config import parse_config
+
+    text = """
+sites: [{id: riverside, buildings: [{id: A, devices: [{id: pump-1, type: pump, name: P1}]}]}]
+rules:
+  - {id: low, name: Low, field: pressure_bar, for: 60s, levels: [{severity: major, below: 3.0}]}
+"""
+    config = parse_config(text, env={})
+    devices = DeviceRegistry.from_config(config)
+    rules = RuleSet.compile(config.rules, devices)
+    store = StateStore.open(f"sqlite:///{tmp_path / 'delay.db'}")
+    first = RuleProcessor(rules, devices, store)
+    first.restore()
+    first.on_readings([Reading("pump-1", int(T0.timestamp() * 1000), {"pressure_bar": 2.0})], T0)
+    assert store.list_alarms().total == 0  # pending: 60 s have not passed
+
+    second = RuleProcessor(rules, devices, store)  # the process restarted 40 s in
+    second.restore()
+    second.tick(T0 + timedelta(seconds=59))
+    assert store.list_alarms().total == 0
+    second.tick(T0 + timedelta(seconds=60))
+    [alarm] = store.list_alarms().items
+    assert alarm.raised_at == T0 + timedelta(seconds=60)
+    store.close()

@@ -5,9 +5,10 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 
 from facmon.api.deps import Services, ServicesDep
-from facmon.api.schemas import DevicePublic, Page, from_epoch_ms
+from facmon.api.routes.params import invalid
+from facmon.api.schemas import DevicePublic, DeviceStatus, OperatorNote, Page, ServiceRequest, from_epoch_ms
+from facmon.facility.durations import parse_duration
 from facmon.facility.model import Device, DeviceType
-from facmon.ingest.presence import Presence
 
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
 
@@ -18,7 +19,7 @@ def list_devices(
     site: str | None = None,
     building: str | None = None,
     type: Annotated[DeviceType | None, Query(description="Device type")] = None,
-    status: Presence | None = None,
+    status: DeviceStatus | None = None,
 ) -> Page[DevicePublic]:
     alarm_counts = services.state.count_open_alarms_by_device()
     items = [
@@ -35,10 +36,46 @@ def list_devices(
 
 @router.get("/{device_id}", response_model=DevicePublic, responses={404: {"description": "No such device"}})
 def get_device(services: ServicesDep, device_id: str) -> DevicePublic:
+    device = _device(services, device_id)
+    return _public(services, device, services.state.count_open_alarms_by_device().get(device.id, 0))
+
+
+@router.post(
+    "/{device_id}/out-of-service",
+    response_model=DevicePublic,
+    summary="Take a device out of service for maintenance: its alarms are recorded but not annunciated",
+    responses={404: {"description": "No such device"}, 422: {"description": "Bad duration or no reason"}},
+)
+def take_out_of_service(services: ServicesDep, device_id: str, body: ServiceRequest) -> DevicePublic:
+    device = _device(services, device_id)
+    now = services.clock.now()
+    until = None
+    if body.duration is not None:
+        try:
+            until = now + parse_duration(body.duration)
+        except ValueError as exc:
+            raise invalid("body", "duration", str(exc)) from None
+    services.alarms.take_out_of_service(device.id, body.by, now, body.reason, until)
+    return _public(services, device, services.state.count_open_alarms_by_device().get(device.id, 0))
+
+
+@router.post(
+    "/{device_id}/return-to-service",
+    response_model=DevicePublic,
+    summary="Return a device to service: its active alarms are annunciated again",
+    responses={404: {"description": "No such device"}, 409: {"description": "It is not out of service"}},
+)
+def return_to_service(services: ServicesDep, device_id: str, body: OperatorNote) -> DevicePublic:
+    device = _device(services, device_id)
+    services.alarms.return_to_service(device.id, body.by, services.clock.now(), body.note)
+    return _public(services, device, services.state.count_open_alarms_by_device().get(device.id, 0))
+
+
+def _device(services: Services, device_id: str) -> Device:
     device = services.registry.get(device_id)
     if device is None:
         raise HTTPException(404, f"device {device_id!r} not found")
-    return _public(services, device, services.state.count_open_alarms_by_device().get(device.id, 0))
+    return device
 
 
 def _public(services: Services, device: Device, active_alarms: int) -> DevicePublic:
@@ -52,7 +89,9 @@ def _public(services: Services, device: Device, active_alarms: int) -> DevicePub
         name=device.name,
         location=device.location,
         model=device.model,
-        status=services.presence.status(device.id, services.clock.now()),
+        status=DeviceStatus.OUT_OF_SERVICE
+        if services.alarms.is_out_of_service(device.id)
+        else DeviceStatus(services.presence.status(device.id, services.clock.now())),
         last_seen=from_epoch_ms(snapshot.last_seen_ms, tz) if snapshot else None,
         latest_at=from_epoch_ms(snapshot.latest_ts_ms, tz) if snapshot else None,
         latest=dict(snapshot.latest) if snapshot else {},

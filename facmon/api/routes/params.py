@@ -23,6 +23,10 @@ def enum_list(values: list[str] | None, enum: type[E], name: str) -> list[E]:
         try:
             out.append(enum(part))
         except ValueError:
-            message = f"{part!r} is not one of {', '.join(enum)}"
-            raise RequestValidationError([{"loc": ("query", name), "msg": message, "type": "enum"}]) from None
+            raise invalid("query", name, f"{part!r} is not one of {', '.join(enum)}") from None
     return out
+
+
+def invalid(where: str, name: str, message: str) -> RequestValidationError:
+    """A 422 for one parameter or body field, answered like any other invalid request."""
+    return RequestValidationError([{"loc": (where, name), "msg": message, "type": "value_error"}])

@@ -1,0 +1,188 @@
+"""Operator actions through the API: acknowledge, shelve, unshelve, reset, comment; the audit trail; rules."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from facmon.cmd.service import Service
+from facmon.facility.config import load_config
+from facmon.ingest.subscriber import Message
+from tests.conftest import EXAMPLE, FakeClock
+
+NIGHT = datetime(2026, 11, 21, 18, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[tuple[Service, FakeClock, TestClient, Path]]:
+    config_path = tmp_path / "facility.yaml"
+    shutil.copy(EXAMPLE, config_path)
+    config = load_config(config_path, env={})
+    clock = FakeClock(NIGHT)
+    service = Service(config, clock=clock, notifiers=[], config_path=config_path)
+    yield service, clock, TestClient(service.app), config_path
+    service.stop()
+
+
+def publish(service: Service, clock: FakeClock, device_type: str, device_id: str, payload: dict) -> None:
+    topic = f"facility/riverside/{device_type}/{device_id}/telemetry"
+    service.pipeline.process([Message(topic, orjson.dumps(payload), 1, 0, int(clock.now().timestamp() * 1000))])
+
+
+def alarm_of(api: TestClient, rule: str) -> dict:
+    return next(a for a in api.get("/api/v1/alarms?state=all").json()["items"] if a["rule"] == rule)
+
+
+def test_acknowledge_one_and_many(setup) -> None:
+    service, clock, api, _ = setup
+    publish(service, clock, "smoke", "smoke-A-01", {"state": "normal", "battery_pct": 10})
+    publish(service, clock, "smoke", "smoke-A-02", {"state": "normal", "contamination_pct": 90})
+    low, dirty = alarm_of(api, "smoke-battery-low"), alarm_of(api, "smoke-chamber-dirty")
+    one = api.post(f"/api/v1/alarms/{low['id']}/ack", json={"by": "wang.li", "note": "battery ordered"})
+    assert one.status_code == 200 and one.json()["state"] == "active_acked" and one.json()["acked_by"] == "wang.li"
+    again = api.post(f"/api/v1/alarms/{low['id']}/ack", json={})
+    assert again.status_code == 409 and again.headers["content-type"] == "application/problem+json"
+    many = api.post("/api/v1/alarms/ack", json={"ids": [dirty["id"]], "by": "zhang.wei"})
+    assert [a["state"] for a in many.json()] == ["active_acked"]
+    assert api.get("/api/v1/alarms?state=unacked").json()["total"] == 0
+    assert api.post("/api/v1/alarms/ack", json={"ids": [9999]}).status_code == 404
+
+
+def test_shelve_within_the_limit_and_unshelve(setup) -> None:
+    service, clock, api, _ = setup
+    publish(service, clock, "smoke", "smoke-B-01", {"state": "normal", "battery_pct": 10})
+    alarm = alarm_of(api, "smoke-battery-low")
+    too_long = api.post(f"/api/v1/alarms/{alarm['id']}/shelve", json={"duration": "9h", "reason": "night shift"})
+    assert too_long.status_code == 422 and "at most 8h" in too_long.json()["detail"]
+    assert (
+        api.post(f"/api/v1/alarms/{alarm['id']}/shelve", json={"duration": "soon", "reason": "x y z"}).status_code
+        == 422
+    )
+    assert api.post(f"/api/v1/alarms/{alarm['id']}/shelve", json={"duration": "2h"}).status_code == 422  # no reason
+    shelved = api.post(
+        f"/api/v1/alarms/{alarm['id']}/shelve", json={"duration": "2h", "reason": "battery on order", "by": "li"}
+    ).json()
+    assert shelved["shelved"] and shelved["shelved_until"] == "2026-11-22T04:00:00+08:00"
+    assert api.get("/api/v1/alarms").json()["total"] == 0  # hidden from the active list
+    assert [a["id"] for a in api.get("/api/v1/alarms?state=shelved").json()["items"]] == [alarm["id"]]
+    back = api.post(f"/api/v1/alarms/{alarm['id']}/unshelve", json={"by": "li"}).json()
+    assert not back["shelved"] and api.get("/api/v1/alarms").json()["total"] == 1
+
+
+def test_a_fire_alarm_is_latched_until_reset(setup) -> None:
+    service, clock, api, _ = setup
+    publish(service, clock, "smoke", "smoke-B-07", {"state": "alarm"})
+    clock.advance(minutes=3)
+    publish(service, clock, "smoke", "smoke-B-07", {"state": "normal"})
+    alarm = alarm_of(api, "smoke-alarm")
+    assert alarm["state"] == "active_unacked" and alarm["latched"] and alarm["returned_at"] is not None
+    api.post(f"/api/v1/alarms/{alarm['id']}/ack", json={"by": "guard"})
+    reset = api.post(f"/api/v1/alarms/{alarm['id']}/reset", json={"by": "guard", "note": "burnt toast, 12F"})
+    assert reset.status_code == 200 and reset.json()["state"] == "cleared"
+    trail = api.get(f"/api/v1/alarms/{alarm['id']}/events").json()["items"]
+    assert [(e["kind"], e["actor"]) for e in trail] == [
+        ("raised", "system"),
+        ("returned_latched", "system"),
+        ("acknowledged", "guard"),
+        ("reset", "guard"),
+    ]
+    assert trail[-1]["note"] == "burnt toast, 12F" and trail[0]["at"] == "2026-11-22T02:00:00+08:00"
+
+
+def test_comment_and_unknown_alarms(setup) -> None:
+    service, clock, api, _ = setup
+    publish(service, clock, "elevator", "lift-A1", {"state": "fault", "fault_code": "E31"})
+    alarm = alarm_of(api, "elevator-fault")
+    api.post(f"/api/v1/alarms/{alarm['id']}/comment", json={"by": "li", "text": "KONE called, ETA 20 min"})
+    assert api.get(f"/api/v1/alarms/{alarm['id']}/events").json()["items"][-1]["note"] == "KONE called, ETA 20 min"
+    assert api.get(f"/api/v1/alarms/{alarm['id']}").json()["rule"] == "elevator-fault"
+    for path in ("/api/v1/alarms/999", "/api/v1/alarms/999/events"):
+        assert api.get(path).status_code == 404
+    assert api.post("/api/v1/alarms/999/comment", json={"text": "x"}).status_code == 404
+    assert api.post(f"/api/v1/alarms/{alarm['id']}/reset", json={}).status_code == 409
+
+
+def test_rules_are_listed_and_reloaded_and_a_bad_file_changes_nothing(setup) -> None:
+    _, _, api, config_path = setup
+    rules = api.get("/api/v1/rules").json()
+    by_id = {r["id"]: r for r in rules["items"]}
+    assert by_id["pump-pressure-low"]["devices"] == 2 and by_id["voltage-band-gbt12325"]["devices"] == 0
+    assert by_id["pipe-burst"]["levels"] == ["critical: falls 1, within 30s"]
+
+    text = config_path.read_text()
+    config_path.write_text(text.replace("below: 75%}      # 3.0 bar", "below: 80%}"))
+    assert api.post("/api/v1/rules/reload").status_code == 200
+    assert "below 80%" in " ".join(r for r in api.get("/api/v1/rules").json()["items"][0]["levels"])
+
+    config_path.write_text(text.replace("field: pressure_bar\n    deadband", "field: presure_bar\n    deadband", 1))
+    refused = api.post("/api/v1/rules/reload")
+    assert refused.status_code == 422 and refused.headers["content-type"] == "application/problem+json"
+    assert "'presure_bar' is not a field of device type pump" in refused.json()["detail"]
+    assert refused.json()["errors"][0]["line"] is not None
+    assert "below 80%" in " ".join(api.get("/api/v1/rules").json()["items"][0]["levels"])  # still in force
+
+
+def test_the_ticker_raises_communication_lost(setup) -> None:
+    service, clock, api, _ = setup
+    publish(service, clock, "pump", "pump-1", {"pressure_bar": 4.0})
+    service.rules.tick(clock.now())
+    clock.advance(minutes=5)
+    service.rules.tick(clock.now())
+    lost = [a for a in api.get("/api/v1/alarms?device=pump-1").json()["items"] if a["rule"] == "comm-lost"]
+    assert lost and lost[0]["message"] == "No data from device: no data for 300 s"
+    clock.advance(seconds=10)
+    publish(service, clock, "pump", "pump-1", {"pressure_bar": 4.0})
+    [back] = [a for a in api.get("/api/v1/alarms?device=pump-1").json()["items"] if a["rule"] == "comm-lost"]
+    assert back["state"] == "returned_unacked"
+    # Devices never heard from since the start have gone silent too.
+    silent = {
+        a["device_id"] for a in api.get("/api/v1/alarms?state=unacked").json()["items"] if a["rule"] == "comm-lost"
+    }
+    assert {"pump-2", "panel-1", "lift-B2"} <= silent
+
+
+def test_a_device_out_of_service_raises_no_annunciated_alarm_and_opens_no_work_order(setup) -> None:
+    service, clock, api, _ = setup
+    publish(service, clock, "pump", "pump-2", {"pressure_bar": 2.5})  # already low when maintenance starts
+    body = {"by": "li", "reason": "replacing the pressure transmitter", "duration": "2h"}
+    assert api.post("/api/v1/devices/pump-2/out-of-service", json=body).json()["status"] == "out_of_service"
+    assert (
+        api.post("/api/v1/devices/pump-2/out-of-service", json={"reason": "x y", "duration": "later"}).status_code
+        == 422
+    )
+    low = alarm_of(api, "pump-pressure-low")
+    assert low["suppressed"]
+    clock.advance(minutes=1)
+    publish(service, clock, "pump", "pump-2", {"pressure_bar": 7.0})  # the technician's test pressure
+    high = alarm_of(api, "pump-pressure-high")
+    assert high["suppressed"]
+    orders = api.get("/api/v1/work-orders").json()["items"]
+    assert [o["alarm_id"] for o in orders] == [low["id"]]  # the low pressure was reported before; nothing new
+    assert api.get("/api/v1/devices?status=out_of_service").json()["total"] == 1
+
+    api.post("/api/v1/devices/pump-2/return-to-service", json={"by": "li", "note": "transmitter replaced"})
+    assert api.get("/api/v1/devices/pump-2").json()["status"] != "out_of_service"
+    high = alarm_of(api, "pump-pressure-high")
+    assert not high["suppressed"]  # still 7 bar: now it is news, and someone is sent
+    assert high["id"] in [o["alarm_id"] for o in api.get("/api/v1/work-orders").json()["items"]]
+    assert api.post("/api/v1/devices/pump-2/return-to-service", json={}).status_code == 409
+    trail = [(e["kind"], e["actor"]) for e in api.get(f"/api/v1/alarms/{high['id']}/events").json()["items"]]
+    assert trail == [("raised_suppressed", "system"), ("in_service", "li")]
+    # Not annunciated while the pump was in maintenance: not part of the alarm rate either.
+    mix = api.get("/api/v1/alarms/kpis?window=1h").json()["priority_mix"]
+    assert mix == {"critical": 0, "major": 1, "minor": 0, "warning": 0}  # the low pressure, raised before
+
+
+def test_maintenance_ends_by_itself_at_its_time(setup) -> None:
+    service, clock, api, _ = setup
+    api.post("/api/v1/devices/lift-A2/out-of-service", json={"reason": "monthly inspection", "duration": "1h"})
+    service.rules.tick(clock.advance(minutes=59))
+    assert api.get("/api/v1/devices/lift-A2").json()["status"] == "out_of_service"
+    service.rules.tick(clock.advance(minutes=1))
+    assert api.get("/api/v1/devices/lift-A2").json()["status"] != "out_of_service"
