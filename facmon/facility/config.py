@@ -277,6 +277,9 @@ def parse_config(
     data, lines, problems = _parse_yaml(text, source)
     if problems:
         raise ConfigError(problems)
+    included = _include_rules(data, lines, source, base_dir, problems)
+    if problems:
+        raise ConfigError(problems)
     env_sources = _apply_env(data, env or {}, problems)
     if problems:
         raise ConfigError(problems)
@@ -287,10 +290,14 @@ def parse_config(
             n = min(len(loc), len(set_path))
             if loc[:n] == set_path[:n]:
                 return f"environment {variable}", None
+        where, where_lines = source, lines
+        if len(loc) >= 2 and loc[0] == "rules" and loc[1] in included:
+            where, where_lines, index = included[loc[1]]
+            loc = (index, *loc[2:])
         for i in range(len(loc), -1, -1):
-            if loc[:i] in lines:
-                return source, lines[loc[:i]]
-        return source, None
+            if loc[:i] in where_lines:
+                return where, where_lines[loc[:i]]
+        return where, None
 
     try:
         config = FacilityConfig.model_validate(data, context={"base_dir": base_dir})
@@ -357,6 +364,16 @@ def _as_device(device: DeviceConfig, site: str, building: str) -> Device:
 
 
 def _parse_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[Path_, int], list[ConfigProblem]]:
+    data, lines, problems = _parse_document(text, source)
+    if problems:
+        return {}, {}, problems
+    if not isinstance(data, dict):
+        return {}, {}, [ConfigProblem(source, "", "the config must be a mapping of sections (timezone, mqtt, …)")]
+    return data, lines, problems
+
+
+def _parse_document(text: str, source: str) -> tuple[Any, dict[Path_, int], list[ConfigProblem]]:
+    """YAML data with the line of every key path, and problems (bad YAML, keys given twice)."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -364,13 +381,69 @@ def _parse_yaml(text: str, source: str) -> tuple[dict[str, Any], dict[Path_, int
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
         line = mark.line + 1 if mark is not None else None
-        return {}, {}, [ConfigProblem(source, "", f"not valid YAML: {problem}", line)]
-    if not isinstance(data, dict) or node is None:
-        return {}, {}, [ConfigProblem(source, "", "the config must be a mapping of sections (timezone, mqtt, …)")]
+        return None, {}, [ConfigProblem(source, "", f"not valid YAML: {problem}", line)]
     lines: dict[Path_, int] = {}
     problems: list[ConfigProblem] = []
-    _index_lines(node, (), lines, problems, source)
+    if node is not None:
+        _index_lines(node, (), lines, problems, source)
     return data, lines, problems
+
+
+def _include_rules(
+    data: dict[str, Any], lines: dict[Path_, int], source: str, base_dir: Path, problems: list[ConfigProblem]
+) -> dict[int, tuple[str, dict[Path_, int], int]]:
+    """Replace each `- include: PATTERN` among the rules by the rules of the files it names.
+
+    Returns, for every rule that came from an included file, that file, its line index and the rule's position
+    in it, so problems point into the right file. `lines` is re-keyed for the rules that moved.
+    """
+    rules = data.get("rules")
+    if not isinstance(rules, list):
+        return {}
+    merged: list[Any] = []
+    included: dict[int, tuple[str, dict[Path_, int], int]] = {}
+    moved: dict[Path_, int] = {}
+    for i, item in enumerate(rules):
+        if not (isinstance(item, dict) and set(item) == {"include"}):
+            for loc, line in lines.items():
+                if loc[:2] == ("rules", i):
+                    moved[("rules", len(merged), *loc[2:])] = line
+            merged.append(item)
+            continue
+        here = lines.get(("rules", i, "include"))
+        pattern = item["include"]
+        if not isinstance(pattern, str) or not pattern:
+            problems.append(ConfigProblem(source, f"rules.{i}.include", "expected a file name or pattern", here))
+            continue
+        paths = sorted(base_dir.glob(pattern)) if not Path(pattern).is_absolute() else [Path(pattern)]
+        paths = [p for p in paths if p.is_file()]
+        if not paths:
+            problems.append(ConfigProblem(source, f"rules.{i}.include", f"no file matches {pattern!r}", here))
+            continue
+        for path in paths:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                problems.append(ConfigProblem(str(path), "", f"cannot read the rules: {exc}"))
+                continue
+            content, file_lines, file_problems = _parse_document(text, str(path))
+            problems.extend(file_problems)
+            if file_problems:
+                continue
+            if not isinstance(content, list):
+                problems.append(ConfigProblem(str(path), "", "a rules file is a list of rules", 1))
+                continue
+            for j, rule in enumerate(content):
+                if isinstance(rule, dict) and "include" in rule:
+                    problems.append(ConfigProblem(str(path), str(j), "includes do not nest", file_lines.get((j,))))
+                    continue
+                included[len(merged)] = (str(path), file_lines, j)
+                merged.append(rule)
+    data["rules"] = merged
+    for loc in [loc for loc in lines if loc[:1] == ("rules",) and len(loc) > 1]:
+        del lines[loc]
+    lines.update(moved)
+    return included
 
 
 def _index_lines(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -160,3 +161,23 @@ def test_yaml_booleans_where_text_is_expected_get_a_hint() -> None:
     assert "name: Input should be a valid string (got false: YAML reads yes, no, on and off as booleans" in str(
         caught.value
     )
+
+
+def test_rules_can_come_from_included_files_in_order() -> None:
+    config = load_config(TESTDATA / "includes" / "facility.yaml", env={})
+    assert [rule.id for rule in config.rules] == ["silent", "dip", "low", "high"]
+
+
+def test_problems_in_included_files_name_that_file_and_line(tmp_path: Path) -> None:
+    root = TESTDATA / "bad-includes"
+    assert problems("bad-includes/facility.yaml") == [
+        f"{root / 'facility.yaml'}:9: rules.1.include: no file matches 'rules/missing-*.yaml'",
+    ]
+    copy = tmp_path / "bad-includes"
+    shutil.copytree(root, copy)
+    (copy / "rules" / "missing-ok.yaml").write_text("[]\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(copy / "facility.yaml", env={})
+    assert [str(p) for p in caught.value.problems] == [
+        f"{copy / 'rules' / 'pump.yaml'}:10: rules.1.field: 'presure_bar' is not a field of device type pump",
+    ]
