@@ -82,15 +82,28 @@ def state_store(state_url: str) -> Iterator[StateStore]:
     store.close()
 
 
-@pytest.fixture
-def facility_config(tmp_path: Path, mqtt_broker: Broker) -> FacilityConfig:
+def example_config(tmp_path: Path, broker: Broker, **env: str) -> FacilityConfig:
     """The example facility pointed at the test broker, with its stores in a tmp dir and its own MQTT session."""
     return load_config(
         EXAMPLE,
         env={
-            "FACMON_MQTT__URL": mqtt_broker.url,
+            "FACMON_MQTT__URL": broker.url,
             "FACMON_MQTT__CLIENT_ID": f"facmon-test-{uuid.uuid4().hex[:8]}",
             "FACMON_STORAGE__TELEMETRY__PATH": str(tmp_path / "telemetry.db"),
             "FACMON_STORAGE__STATE_URL": f"sqlite:///{tmp_path / 'state.db'}",
+            **env,
         },
     )
+
+
+@pytest.fixture
+def facility_config(tmp_path: Path, mqtt_broker: Broker) -> FacilityConfig:
+    return example_config(tmp_path, mqtt_broker)
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[StateStore]:
+    """A state store in a SQLite file, for tests that need one database, not each kind."""
+    store = StateStore.open(f"sqlite:///{tmp_path / 'state.db'}")
+    yield store
+    store.close()

@@ -11,6 +11,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from facmon.cmd.broker import Broker
+from facmon.cmd.service import Service
+from facmon.facility.clock import Clock
+from facmon.ingest.subscriber import Message
 
 
 class Gateway:
@@ -34,3 +37,10 @@ class Gateway:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def feed(service: Service, clock: Clock, device_type: str, device_id: str, payload: Any) -> None:
+    """Hand a message to the service's pipeline as the subscriber would, and process it at the clock's time."""
+    raw = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+    topic = f"facility/riverside/{device_type}/{device_id}/telemetry"
+    service.pipeline.process([Message(topic, raw, 1, 0, int(clock.now().timestamp() * 1000))])

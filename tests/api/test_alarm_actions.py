@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
-import orjson
 import pytest
 from fastapi.testclient import TestClient
 
 from facmon.cmd.service import Service
 from facmon.facility.config import load_config
-from facmon.ingest.subscriber import Message
+from tests.api.conftest import NIGHT
 from tests.conftest import EXAMPLE, FakeClock
-
-NIGHT = datetime(2026, 11, 21, 18, 0, tzinfo=UTC)
+from tests.publishing import feed
 
 
 @pytest.fixture
@@ -30,19 +27,14 @@ def setup(tmp_path: Path) -> Iterator[tuple[Service, FakeClock, TestClient, Path
     service.stop()
 
 
-def publish(service: Service, clock: FakeClock, device_type: str, device_id: str, payload: dict) -> None:
-    topic = f"facility/riverside/{device_type}/{device_id}/telemetry"
-    service.pipeline.process([Message(topic, orjson.dumps(payload), 1, 0, int(clock.now().timestamp() * 1000))])
-
-
 def alarm_of(api: TestClient, rule: str) -> dict:
     return next(a for a in api.get("/api/v1/alarms?state=all").json()["items"] if a["rule"] == rule)
 
 
 def test_acknowledge_one_and_many(setup) -> None:
     service, clock, api, _ = setup
-    publish(service, clock, "smoke", "smoke-A-01", {"state": "normal", "battery_pct": 10})
-    publish(service, clock, "smoke", "smoke-A-02", {"state": "normal", "contamination_pct": 90})
+    feed(service, clock, "smoke", "smoke-A-01", {"state": "normal", "battery_pct": 10})
+    feed(service, clock, "smoke", "smoke-A-02", {"state": "normal", "contamination_pct": 90})
     low, dirty = alarm_of(api, "smoke-battery-low"), alarm_of(api, "smoke-chamber-dirty")
     one = api.post(f"/api/v1/alarms/{low['id']}/ack", json={"by": "wang.li", "note": "battery ordered"})
     assert one.status_code == 200 and one.json()["state"] == "active_acked" and one.json()["acked_by"] == "wang.li"
@@ -56,7 +48,7 @@ def test_acknowledge_one_and_many(setup) -> None:
 
 def test_shelve_within_the_limit_and_unshelve(setup) -> None:
     service, clock, api, _ = setup
-    publish(service, clock, "smoke", "smoke-B-01", {"state": "normal", "battery_pct": 10})
+    feed(service, clock, "smoke", "smoke-B-01", {"state": "normal", "battery_pct": 10})
     alarm = alarm_of(api, "smoke-battery-low")
     too_long = api.post(f"/api/v1/alarms/{alarm['id']}/shelve", json={"duration": "9h", "reason": "night shift"})
     assert too_long.status_code == 422 and "at most 8h" in too_long.json()["detail"]
@@ -77,9 +69,9 @@ def test_shelve_within_the_limit_and_unshelve(setup) -> None:
 
 def test_a_fire_alarm_is_latched_until_reset(setup) -> None:
     service, clock, api, _ = setup
-    publish(service, clock, "smoke", "smoke-B-07", {"state": "alarm"})
+    feed(service, clock, "smoke", "smoke-B-07", {"state": "alarm"})
     clock.advance(minutes=3)
-    publish(service, clock, "smoke", "smoke-B-07", {"state": "normal"})
+    feed(service, clock, "smoke", "smoke-B-07", {"state": "normal"})
     alarm = alarm_of(api, "smoke-alarm")
     assert alarm["state"] == "active_unacked" and alarm["latched"] and alarm["returned_at"] is not None
     api.post(f"/api/v1/alarms/{alarm['id']}/ack", json={"by": "guard"})
@@ -97,7 +89,7 @@ def test_a_fire_alarm_is_latched_until_reset(setup) -> None:
 
 def test_comment_and_unknown_alarms(setup) -> None:
     service, clock, api, _ = setup
-    publish(service, clock, "elevator", "lift-A1", {"state": "fault", "fault_code": "E31"})
+    feed(service, clock, "elevator", "lift-A1", {"state": "fault", "fault_code": "E31"})
     alarm = alarm_of(api, "elevator-fault")
     api.post(f"/api/v1/alarms/{alarm['id']}/comment", json={"by": "li", "text": "KONE called, ETA 20 min"})
     assert api.get(f"/api/v1/alarms/{alarm['id']}/events").json()["items"][-1]["note"] == "KONE called, ETA 20 min"
@@ -130,14 +122,14 @@ def test_rules_are_listed_and_reloaded_and_a_bad_file_changes_nothing(setup) -> 
 
 def test_the_ticker_raises_communication_lost(setup) -> None:
     service, clock, api, _ = setup
-    publish(service, clock, "pump", "pump-1", {"pressure_bar": 4.0})
+    feed(service, clock, "pump", "pump-1", {"pressure_bar": 4.0})
     service.rules.tick(clock.now())
     clock.advance(minutes=5)
     service.rules.tick(clock.now())
     lost = [a for a in api.get("/api/v1/alarms?device=pump-1").json()["items"] if a["rule"] == "comm-lost"]
     assert lost and lost[0]["message"] == "No data from device: no data for 300 s"
     clock.advance(seconds=10)
-    publish(service, clock, "pump", "pump-1", {"pressure_bar": 4.0})
+    feed(service, clock, "pump", "pump-1", {"pressure_bar": 4.0})
     [back] = [a for a in api.get("/api/v1/alarms?device=pump-1").json()["items"] if a["rule"] == "comm-lost"]
     assert back["state"] == "returned_unacked"
     # Devices never heard from since the start have gone silent too.
@@ -149,7 +141,7 @@ def test_the_ticker_raises_communication_lost(setup) -> None:
 
 def test_a_device_out_of_service_raises_no_annunciated_alarm_and_opens_no_work_order(setup) -> None:
     service, clock, api, _ = setup
-    publish(service, clock, "pump", "pump-2", {"pressure_bar": 2.5})  # already low when maintenance starts
+    feed(service, clock, "pump", "pump-2", {"pressure_bar": 2.5})  # already low when maintenance starts
     body = {"by": "li", "reason": "replacing the pressure transmitter", "duration": "2h"}
     assert api.post("/api/v1/devices/pump-2/out-of-service", json=body).json()["status"] == "out_of_service"
     assert (
@@ -159,7 +151,7 @@ def test_a_device_out_of_service_raises_no_annunciated_alarm_and_opens_no_work_o
     low = alarm_of(api, "pump-pressure-low")
     assert low["suppressed"]
     clock.advance(minutes=1)
-    publish(service, clock, "pump", "pump-2", {"pressure_bar": 7.0})  # the technician's test pressure
+    feed(service, clock, "pump", "pump-2", {"pressure_bar": 7.0})  # the technician's test pressure
     high = alarm_of(api, "pump-pressure-high")
     assert high["suppressed"]
     orders = api.get("/api/v1/work-orders").json()["items"]

@@ -2,35 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime
-
-import orjson
 import pytest
-from fastapi.testclient import TestClient
 
-from facmon.cmd.service import Service
-from facmon.facility.config import FacilityConfig
-from facmon.ingest.subscriber import Message
-from tests.conftest import FakeClock
+from tests.publishing import feed
 
-NIGHT = datetime(2026, 11, 21, 18, 0, tzinfo=UTC)  # 02:00 in Shanghai
 SMOKE_DETECTORS = [f"smoke-A-{n:02d}" for n in range(1, 11)] + [f"smoke-B-{n:02d}" for n in range(1, 6)]
-
-
-@pytest.fixture
-def service(facility_config: FacilityConfig) -> Iterator[tuple[Service, FakeClock, TestClient]]:
-    clock = FakeClock(NIGHT)
-    service = Service(facility_config, clock=clock, notifiers=[])
-    yield service, clock, TestClient(service.app)
-    service.stop()
-
-
-def publish(service: Service, clock: FakeClock, device_type: str, device_id: str, payload: object) -> None:
-    """Hand a message to the pipeline as the subscriber would, and process it at the clock's time."""
-    received = int(clock.now().timestamp() * 1000)
-    topic = f"facility/riverside/{device_type}/{device_id}/telemetry"
-    service.pipeline.process([Message(topic, orjson.dumps(payload), 1, 0, received)])
 
 
 def test_a_quiet_facility_has_a_full_report_of_zeros(service) -> None:
@@ -58,13 +34,13 @@ def test_a_quiet_facility_has_a_full_report_of_zeros(service) -> None:
 
 def test_rate_chattering_top_and_priority_mix_over_the_last_hour(service) -> None:
     svc, clock, api = service
-    publish(svc, clock, "pump", "pump-1", {"pressure_bar": 2.5})  # major
-    publish(svc, clock, "smoke", "smoke-B-02", {"state": "normal", "battery_pct": 10})  # warning
+    feed(svc, clock, "pump", "pump-1", {"pressure_bar": 2.5})  # major
+    feed(svc, clock, "smoke", "smoke-B-02", {"state": "normal", "battery_pct": 10})  # warning
     clock.advance(minutes=11)
-    publish(svc, clock, "smoke", "smoke-A-01", {"state": "alarm"})  # critical
+    feed(svc, clock, "smoke", "smoke-A-01", {"state": "alarm"})  # critical
     for pressure in (3.2, 2.8, 3.2):  # returned, reactivated, returned: within 30 s
         clock.advance(seconds=10)
-        publish(svc, clock, "pump", "pump-1", {"pressure_bar": pressure})
+        feed(svc, clock, "pump", "pump-1", {"pressure_bar": pressure})
 
     body = api.get("/api/v1/alarms/kpis?window=1h").json()
     assert (body["window_start"], body["window_end"]) == ("2026-11-22T01:11:30+08:00", "2026-11-22T02:11:30+08:00")
@@ -99,9 +75,9 @@ def test_rate_chattering_top_and_priority_mix_over_the_last_hour(service) -> Non
 
 def test_alarms_active_for_more_than_24_hours_are_stale(service) -> None:
     svc, clock, api = service
-    publish(svc, clock, "pump", "pump-1", {"pressure_bar": 2.5})
+    feed(svc, clock, "pump", "pump-1", {"pressure_bar": 2.5})
     clock.advance(minutes=10)
-    publish(svc, clock, "smoke", "smoke-B-02", {"state": "normal", "battery_pct": 10})
+    feed(svc, clock, "smoke", "smoke-B-02", {"state": "normal", "battery_pct": 10})
     clock.advance(hours=24, minutes=-5)
     assert api.get("/api/v1/alarms/kpis").json()["stale"] == [
         {
@@ -118,7 +94,7 @@ def test_alarms_active_for_more_than_24_hours_are_stale(service) -> None:
 def test_fifteen_smoke_alarms_in_two_minutes_are_a_flood(service) -> None:
     svc, clock, api = service
     for n, device in enumerate(SMOKE_DETECTORS, start=1):
-        publish(svc, clock, "smoke", device, {"state": "alarm"})
+        feed(svc, clock, "smoke", device, {"state": "alarm"})
         if n == 10:
             assert api.get("/api/v1/alarms/kpis").json()["flood"] is False
         clock.advance(seconds=8)

@@ -2,35 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-import orjson
 import pytest
-from fastapi.testclient import TestClient
 
-from facmon.cmd.service import Service
-from facmon.facility.config import FacilityConfig
-from facmon.ingest.subscriber import Message
-from tests.conftest import FakeClock
-
-NIGHT = datetime(2026, 11, 21, 18, 0, tzinfo=UTC)  # 02:00 in Shanghai
-
-
-@pytest.fixture
-def service(facility_config: FacilityConfig) -> Iterator[tuple[Service, FakeClock, TestClient]]:
-    clock = FakeClock(NIGHT)
-    service = Service(facility_config, clock=clock, notifiers=[])
-    yield service, clock, TestClient(service.app)
-    service.stop()
-
-
-def publish(service: Service, clock: FakeClock, device_type: str, device_id: str, payload: object) -> None:
-    """Hand a message to the pipeline as the subscriber would, and process it at the clock's time."""
-    raw = payload if isinstance(payload, bytes) else orjson.dumps(payload)
-    received = int(clock.now().timestamp() * 1000)
-    topic = f"facility/riverside/{device_type}/{device_id}/telemetry"
-    service.pipeline.process([Message(topic, raw, 1, 0, received)])
+from tests.publishing import feed
 
 
 def test_health_is_open_and_readiness_reports_each_part(service) -> None:
@@ -44,10 +20,10 @@ def test_health_is_open_and_readiness_reports_each_part(service) -> None:
 
 def test_devices_with_latest_values_status_and_alarm_counts(service) -> None:
     svc, clock, api = service
-    publish(svc, clock, "pump", "pump-1", {"pressure_bar": 1.2, "pump_running": True})
-    publish(svc, clock, "smoke", "smoke-A-01", {"state": "normal", "battery_pct": 80})
+    feed(svc, clock, "pump", "pump-1", {"pressure_bar": 1.2, "pump_running": True})
+    feed(svc, clock, "smoke", "smoke-A-01", {"state": "normal", "battery_pct": 80})
     clock.advance(minutes=10)
-    publish(svc, clock, "pump", "pump-2", {"pressure_bar": 4.0})
+    feed(svc, clock, "pump", "pump-2", {"pressure_bar": 4.0})
 
     body = api.get("/api/v1/devices").json()
     assert body["total"] == 28 and len(body["items"]) == 28
@@ -70,11 +46,11 @@ def test_devices_with_latest_values_status_and_alarm_counts(service) -> None:
 
 def test_alarm_list_filters(service) -> None:
     svc, clock, api = service
-    publish(svc, clock, "pump", "pump-1", {"pressure_bar": 1.2})
-    publish(svc, clock, "smoke", "smoke-B-02", {"state": "normal", "battery_pct": 10})
+    feed(svc, clock, "pump", "pump-1", {"pressure_bar": 1.2})
+    feed(svc, clock, "smoke", "smoke-B-02", {"state": "normal", "battery_pct": 10})
     clock.advance(minutes=1)
-    publish(svc, clock, "pump", "pump-2", {"pressure_bar": 2.5})
-    publish(svc, clock, "pump", "pump-2", {"pressure_bar": 4.0})  # returns, still unacknowledged
+    feed(svc, clock, "pump", "pump-2", {"pressure_bar": 2.5})
+    feed(svc, clock, "pump", "pump-2", {"pressure_bar": 4.0})  # returns, still unacknowledged
 
     active = api.get("/api/v1/alarms").json()
     assert [(a["device_id"], a["severity"]) for a in active["items"]] == [
@@ -94,7 +70,7 @@ def test_alarm_list_filters(service) -> None:
 
 def test_work_orders_list_and_detail(service) -> None:
     svc, clock, api = service
-    publish(svc, clock, "smoke", "smoke-B-05", {"state": "alarm"})
+    feed(svc, clock, "smoke", "smoke-B-05", {"state": "alarm"})
     [order] = api.get("/api/v1/work-orders?status=open,assigned").json()["items"]
     assert order["number"] == "WO-20261122-0001" and order["priority"] == "P1" and order["category"] == "fire"
     assert order["due_at"] == "2026-11-22T02:05:00+08:00"
@@ -104,7 +80,7 @@ def test_work_orders_list_and_detail(service) -> None:
 
 def test_rejects_are_listed_with_their_reason(service) -> None:
     svc, clock, api = service
-    publish(svc, clock, "pump", "pump-1", b"not json")
+    feed(svc, clock, "pump", "pump-1", b"not json")
     [reject] = api.get("/api/v1/ingest/rejects").json()["items"]
     assert reject["payload"] == "not json" and reject["reason"].startswith("payload is not valid JSON")
     assert reject["received_at"] == "2026-11-22T02:00:00+08:00"
@@ -142,7 +118,7 @@ def test_dashboard_and_openapi_are_served(service) -> None:
 
 def test_stale_threshold_comes_from_config(service) -> None:
     svc, clock, api = service
-    publish(svc, clock, "pump", "pump-1", {"pressure_bar": 4.0})
+    feed(svc, clock, "pump", "pump-1", {"pressure_bar": 4.0})
     clock.advance(minutes=4, seconds=59)
     assert api.get("/api/v1/devices/pump-1").json()["status"] == "online"
     clock.advance(seconds=2)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -29,10 +27,8 @@ class Recorder:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[StateStore]:
-    s = StateStore.open(f"sqlite:///{tmp_path / 'state.db'}")
-    yield s
-    s.close()
+def store(sqlite_store: StateStore) -> StateStore:
+    return sqlite_store
 
 
 def detector(store: StateStore, now: datetime = T0) -> tuple[FloodDetector, Recorder]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,10 +27,8 @@ class Recorder:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[StateStore]:
-    s = StateStore.open(f"sqlite:///{tmp_path / 'state.db'}")
-    yield s
-    s.close()
+def store(sqlite_store: StateStore) -> StateStore:
+    return sqlite_store
 
 
 def processor(ruleset: RuleSet, registry: DeviceRegistry, store: StateStore) -> tuple[RuleProcessor, Recorder]:

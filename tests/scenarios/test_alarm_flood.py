@@ -9,49 +9,33 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from fastapi.testclient import TestClient
-
-from facmon.cmd.broker import Broker
-from facmon.cmd.service import Service
-from facmon.facility.config import FacilityConfig
-from tests.publishing import Gateway
+from tests.scenarios.conftest import Live
 from tests.waiting import eventually
 
 DETECTORS = [f"smoke-A-{n:02d}" for n in range(1, 11)] + [f"smoke-B-{n:02d}" for n in range(1, 6)]
 
 
-def test_fifteen_smoke_alarms_within_two_minutes_are_recorded_as_a_flood(
-    facility_config: FacilityConfig, mqtt_broker: Broker
-) -> None:
-    service = Service(facility_config, notifiers=[])
-    service.start()
-    gateway = Gateway(mqtt_broker)
-    api = TestClient(service.app)
-    try:
-        assert service.subscriber.wait_connected(10)
-        eventually(lambda: api.get("/readyz").status_code == 200, what="ready")
-        assert api.get("/api/v1/alarms/kpis?site=riverside").json()["flood"] is False
+def test_fifteen_smoke_alarms_within_two_minutes_are_recorded_as_a_flood(live: Live) -> None:
+    service, api, gateway = live
+    assert api.get("/api/v1/alarms/kpis?site=riverside").json()["flood"] is False
 
-        for device in DETECTORS:
-            gateway.publish("smoke", device, {"state": "alarm"})
+    for device in DETECTORS:
+        gateway.publish("smoke", device, {"state": "alarm"})
 
-        def flooded() -> dict | None:
-            # The flood detector hears of each alarm after it is committed: wait for it to catch up.
-            body = api.get("/api/v1/alarms/kpis?site=riverside").json()
-            done = body["flood"] and body["priority_mix"]["critical"] == 15 and body["floods"][-1]["peak"] == 15
-            return body if done else None
+    def flooded() -> dict | None:
+        # The flood detector hears of each alarm after it is committed: wait for it to catch up.
+        body = api.get("/api/v1/alarms/kpis?site=riverside").json()
+        done = body["flood"] and body["priority_mix"]["critical"] == 15 and body["floods"][-1]["peak"] == 15
+        return body if done else None
 
-        kpis = eventually(flooded, what="flood: true, with 15 critical alarms at its peak")
-        [flood] = kpis["floods"]
-        assert flood["site"] == "riverside" and flood["ended_at"] is None
-        assert flood["started_at"].endswith("+08:00")
-        assert [t["count"] for t in kpis["top"]] == [1] * 10  # each detector once: a flood, not a bad actor
+    kpis = eventually(flooded, what="flood: true, with 15 critical alarms at its peak")
+    [flood] = kpis["floods"]
+    assert flood["site"] == "riverside" and flood["ended_at"] is None
+    assert flood["started_at"].endswith("+08:00")
+    assert [t["count"] for t in kpis["top"]] == [1] * 10  # each detector once: a flood, not a bad actor
 
-        [recorded] = service.state.open_floods()
-        alarms = sorted(service.state.list_alarms(site="riverside").items, key=lambda a: a.id)
-        assert sorted(a.device_id for a in alarms) == sorted(DETECTORS)
-        assert recorded.started_at == alarms[10].raised_at  # the eleventh alarm started it
-        assert alarms[-1].raised_at - alarms[0].raised_at < timedelta(minutes=2)
-    finally:
-        gateway.close()
-        service.stop()
+    [recorded] = service.state.open_floods()
+    alarms = sorted(service.state.list_alarms(site="riverside").items, key=lambda a: a.id)
+    assert sorted(a.device_id for a in alarms) == sorted(DETECTORS)
+    assert recorded.started_at == alarms[10].raised_at  # the eleventh alarm started it
+    assert alarms[-1].raised_at - alarms[0].raised_at < timedelta(minutes=2)

@@ -7,18 +7,15 @@ Gateway of lift B2 dies: no data → communication-lost alarm → it comes back 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
 from facmon.cmd.broker import Broker
-from facmon.cmd.service import Service
 from facmon.facility.config import load_config
-from tests.conftest import EXAMPLE
-from tests.publishing import Gateway
+from tests.conftest import EXAMPLE, example_config
+from tests.scenarios.conftest import Live, running
 from tests.waiting import eventually
 
 
@@ -27,30 +24,20 @@ def rule_index(rule_id: str) -> int:
 
 
 @pytest.fixture
-def running(tmp_path: Path, mqtt_broker: Broker) -> Iterator[tuple[Service, TestClient, Gateway]]:
-    config = load_config(
-        EXAMPLE,
-        env={
-            "FACMON_MQTT__URL": mqtt_broker.url,
-            "FACMON_MQTT__CLIENT_ID": f"facmon-test-{uuid.uuid4().hex[:8]}",
-            "FACMON_STORAGE__TELEMETRY__PATH": str(tmp_path / "telemetry.db"),
-            "FACMON_STORAGE__STATE_URL": f"sqlite:///{tmp_path / 'state.db'}",
-            "FACMON_ALARMS__TICK": "0.1s",
-            # A lift's gateway reports every few seconds; give up on it after 2 s instead of 5 min.
-            f"FACMON_RULES__{rule_index('comm-lost')}__LEVELS__0__NO_DATA": "2s",
-        },
+def live(tmp_path: Path, mqtt_broker: Broker) -> Iterator[Live]:
+    config = example_config(
+        tmp_path,
+        mqtt_broker,
+        FACMON_ALARMS__TICK="0.1s",
+        # A lift's gateway reports every few seconds; give up on it after 2 s instead of 5 min.
+        **{f"FACMON_RULES__{rule_index('comm-lost')}__LEVELS__0__NO_DATA": "2s"},
     )
-    service = Service(config, notifiers=[])
-    service.start()
-    gateway = Gateway(mqtt_broker)
-    assert service.subscriber.wait_connected(10)
-    yield service, TestClient(service.app), gateway
-    gateway.close()
-    service.stop()
+    with running(config, mqtt_broker) as started:
+        yield started
 
 
-def test_a_fast_pressure_fall_raises_the_burst_alarm(running) -> None:
-    _, api, gateway = running
+def test_a_fast_pressure_fall_raises_the_burst_alarm(live: Live) -> None:
+    _, api, gateway = live
     now = int(time.time() * 1000)
     for i, pressure in enumerate((4.0, 4.0, 3.4, 2.7, 2.0)):
         gateway.publish("pump", "pump-2", {"pressure_bar": pressure, "ts": now - 20_000 + i * 5_000})
@@ -68,8 +55,8 @@ def test_a_fast_pressure_fall_raises_the_burst_alarm(running) -> None:
     assert any(o["alarm_id"] == alarm["id"] and o["priority"] == "P1" for o in orders)
 
 
-def test_a_silent_device_raises_communication_lost_and_clears_when_it_returns(running) -> None:
-    _, api, gateway = running
+def test_a_silent_device_raises_communication_lost_and_clears_when_it_returns(live: Live) -> None:
+    _, api, gateway = live
     gateway.publish("elevator", "lift-B2", {"state": "idle", "floor": 1})
 
     def lost() -> dict | None:

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from fastapi.testclient import TestClient
+
+from facmon.cmd.service import Service
+from facmon.facility.config import FacilityConfig
+from tests.conftest import FakeClock
+
+NIGHT = datetime(2026, 11, 21, 18, 0, tzinfo=UTC)  # 02:00 in Shanghai
+
+
+@pytest.fixture
+def service(facility_config: FacilityConfig) -> Iterator[tuple[Service, FakeClock, TestClient]]:
+    """The service in-process at 02:00, not started: readings are fed to its pipeline, the API read in-process."""
+    clock = FakeClock(NIGHT)
+    service = Service(facility_config, clock=clock, notifiers=[])
+    yield service, clock, TestClient(service.app)
+    service.stop()
