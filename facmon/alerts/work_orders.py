@@ -12,6 +12,7 @@ from facmon.facility.config import AutoOpen, WorkOrdersConfig
 from facmon.facility.model import (
     CATEGORY_OF_DEVICE_TYPE,
     Alarm,
+    AlarmState,
     Category,
     Device,
     Priority,
@@ -20,7 +21,7 @@ from facmon.facility.model import (
     WorkOrderStatus,
 )
 from facmon.facility.registry import DeviceRegistry
-from facmon.facility.state import ACTIVE_STATES, StateStore, StateTransaction
+from facmon.facility.state import StateStore, StateTransaction
 from facmon.rules.processor import AlarmChange
 
 log = logging.getLogger(__name__)
@@ -101,12 +102,13 @@ class WorkOrderPolicy:
         if change.new or kind in ("unsuppressed", "in_service"):
             # A suppressed alarm (by design, or its device in maintenance) sends nobody out; once it is
             # visible again while still active, it does, unless it already has its work order.
-            if alarm.suppressed or alarm.state not in ACTIVE_STATES:
+            if alarm.suppressed or alarm.state not in (AlarmState.ACTIVE_UNACKED, AlarmState.ACTIVE_ACKED):
                 return
             rule = self.match(alarm, device)
             if rule is not None and (change.new or not self._store.list_work_orders(alarm_id=alarm.id).total):
-                self._open_for(alarm, device, rule)
-        elif kind in ("returned", "cleared"):
+                # Due from when someone could first know of it, not from when it was raised unseen.
+                self._open_for(alarm, device, rule, change.event.at)
+        elif kind == "returned" or alarm.state is AlarmState.CLEARED:
             self._note_alarm_cleared(alarm, change.event.at)
 
     def match(self, alarm: Alarm, device: Device) -> AutoOpen | None:
@@ -116,7 +118,7 @@ class WorkOrderPolicy:
                 return entry
         return None
 
-    def _open_for(self, alarm: Alarm, device: Device, rule: AutoOpen) -> None:
+    def _open_for(self, alarm: Alarm, device: Device, rule: AutoOpen, at: datetime) -> None:
         with self._store.begin() as tx:
             order = open_work_order(
                 tx,
@@ -124,7 +126,7 @@ class WorkOrderPolicy:
                 category=CATEGORY_OF_DEVICE_TYPE[device.type],
                 priority=rule.priority,
                 source="alarm",
-                at=alarm.raised_at,
+                at=at,
                 tz=self._tz,
                 response_target=self._config.response_targets.get(rule.priority),
                 device=device,

@@ -74,7 +74,7 @@ class Service:
         self.subscriber = MqttSubscriber(config.mqtt, self.pipeline.submit)
 
         self.rules = RuleProcessor(RuleSet.compile(config.rules, self.registry), self.registry, self.state)
-        self.rules.restore()
+        self.rules.restore(self.clock.now())
         self.pipeline.sinks.append(self.rules)
         self.work_orders = WorkOrderPolicy(
             config.work_orders,

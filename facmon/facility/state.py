@@ -353,6 +353,7 @@ class StateStore:
         *,
         states: Sequence[AlarmState] | None = None,
         shelved: bool | None = None,
+        suppressed: bool | None = None,
         severities: Sequence[Severity] = (),
         site: str | None = None,
         device_id: str | None = None,
@@ -365,6 +366,8 @@ class StateStore:
             query = query.where(alarms.c.state.in_(states))
         if shelved is not None:
             query = query.where(alarms.c.shelved == shelved)
+        if suppressed is not None:
+            query = query.where(alarms.c.suppressed == suppressed)
         if severities:
             query = query.where(alarms.c.severity.in_(severities))
         if site:

@@ -62,11 +62,21 @@ class Check:
             return number > self.limits[name] - (self.deadband.get(name, 0.0) if active else 0.0)
         if kind == "below":
             return number < self.limits[name] + (self.deadband.get(name, 0.0) if active else 0.0)
-        if kind == "falls":
-            return bool(window) and max(v for _, v in window) - number >= self.limits[name]
-        if kind == "rises":
-            return bool(window) and number - min(v for _, v in window) >= self.limits[name]
+        if kind in ("falls", "rises"):
+            recent = self.recent(window)
+            if not recent:
+                return False
+            if kind == "falls":
+                return max(v for _, v in recent) - number >= self.limits[name]
+            return number - min(v for _, v in recent) >= self.limits[name]
         return False  # no_data holds only on the ticker, never on a reading
+
+    def recent(self, window: tuple[tuple[int, float], ...]) -> tuple[tuple[int, float], ...]:
+        """The part of a field's history this rate looks at: `within` back from the newest sample."""
+        if not window:
+            return window
+        start = window[-1][0] - self.within_ms
+        return tuple(p for p in window if p[0] >= start)
 
     def describe(self, shown: str, name: str, value: Scalar, window: tuple[tuple[int, float], ...]) -> str:
         """How `value` of field `name`, called `shown` in messages, meets the test."""
@@ -74,6 +84,7 @@ class Check:
             return f"{shown} {format_value(value)} above {self.limits[name]:g}"
         if self.kind == "below":
             return f"{shown} {format_value(value)} below {self.limits[name]:g}"
+        window = self.recent(window)
         if self.kind in ("falls", "rises") and window and _is_number(value):
             extreme = max(v for _, v in window) if self.kind == "falls" else min(v for _, v in window)
             verb = "fell" if self.kind == "falls" else "rose"

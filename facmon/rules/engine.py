@@ -123,11 +123,12 @@ def evaluate(
             key = (rule.id, reading.device_id)
             before = memory.get(key) or Memory()
             mem = _observe(rule, before, reading, now_ms)
-            values = dict(mem.values)
             if rule.derived:
                 derived = _derive(rule, mem, reading.ts_ms)
                 if derived is not None:
-                    values[DERIVED] = derived
+                    # Kept with the other values, so that the ticker judges it as the readings did.
+                    mem = replace(mem, values={**mem.values, DERIVED: derived})
+            values = dict(mem.values)
             mem, new = _advance(rule, mem, _worst(rule, values, mem), now, now_ms)
             mem, new = _suppression(rules, memory, rule, mem, values, new, now)
             memory[key] = mem
@@ -155,7 +156,8 @@ def tick(rules: RuleSet, state: EngineState, now: datetime) -> tuple[EngineState
                     mem = replace(mem or Memory(), last_seen_ms=now_ms)
                 silent_ms = now_ms - (mem.last_seen_ms or now_ms)
                 hit = _silence(rule, silent_ms)
-                if hit is not None or mem.active is not None:
+                delays = mem.pending is not None or mem.clearing_since_ms is not None
+                if hit is not None or mem.active is not None or delays:
                     if hit is None:
                         hit = _worst(rule, dict(mem.values), mem)
                     mem, new = _advance(rule, mem, hit, now, now_ms)
@@ -171,6 +173,17 @@ def tick(rules: RuleSet, state: EngineState, now: datetime) -> tuple[EngineState
         events += _resuppress(rules, memory, toggled, now)
         result = memory.finish()
     return EngineState(result), events
+
+
+def resume(state: EngineState, now: datetime) -> EngineState:
+    """After facmon was down: count devices' silence from now, not from before the gap nobody listened in."""
+    now_ms = _ms(now)
+    with state.memory.mutate() as memory:
+        for key, mem in state.memory.items():
+            if mem.last_seen_ms is not None and mem.last_seen_ms < now_ms:
+                memory[key] = replace(mem, last_seen_ms=now_ms)
+        resumed = memory.finish()
+    return EngineState(resumed)
 
 
 def _observe(rule: CompiledRule, mem: Memory, reading: Reading, now_ms: int) -> Memory:

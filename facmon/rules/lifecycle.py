@@ -48,7 +48,14 @@ def on_condition(alarm: Alarm | None, event: ConditionEvent, device: Device) -> 
             )
             # A suppressed alarm is recorded but not annunciated: it must not count towards alarm rates or floods.
             return new, _event(new, "raised_suppressed" if event.suppressed else "raised", at, note=event.message)
-        # Returned but not yet acknowledged (or latched and not yet reset): the same alarm comes back.
+        # Returned but not yet acknowledged (or latched and not yet reset): the same alarm comes back. Only one
+        # that the operator is shown again counts as annunciated: not a suppressed one, nor one still acknowledged.
+        if event.suppressed:
+            kind = "reactivated_suppressed"
+        elif alarm.state is AlarmState.ACTIVE_ACKED:
+            kind = "recurred"
+        else:
+            kind = "reactivated"
         new = replace(
             alarm,
             state=AlarmState.ACTIVE_UNACKED if alarm.state is not AlarmState.ACTIVE_ACKED else alarm.state,
@@ -59,7 +66,7 @@ def on_condition(alarm: Alarm | None, event: ConditionEvent, device: Device) -> 
             suppressed=event.suppressed,
             updated_at=at,
         )
-        return new, _event(new, "reactivated", at, note=event.message)
+        return new, _event(new, kind, at, note=event.message)
 
     if alarm is None or alarm.state is AlarmState.CLEARED:
         return None
@@ -83,7 +90,9 @@ def on_condition(alarm: Alarm | None, event: ConditionEvent, device: Device) -> 
         new = replace(alarm, value=event.value, returned_at=at, updated_at=at)
         return new, _event(new, "returned_latched", at, note="latched: stays active until reset")
     if alarm.state is AlarmState.ACTIVE_ACKED:
-        new = replace(alarm, state=AlarmState.CLEARED, value=event.value, returned_at=at, cleared_at=at, updated_at=at)
+        new = _off_shelf(
+            replace(alarm, state=AlarmState.CLEARED, value=event.value, returned_at=at, cleared_at=at, updated_at=at)
+        )
         return new, _event(new, "cleared", at, note=event.message)
     if alarm.state is AlarmState.ACTIVE_UNACKED:
         new = replace(alarm, state=AlarmState.RETURNED_UNACKED, value=event.value, returned_at=at, updated_at=at)
@@ -96,10 +105,17 @@ def acknowledge(alarm: Alarm, actor: str, at: datetime, note: str | None = None)
     if alarm.state is AlarmState.ACTIVE_UNACKED:
         new = replace(alarm, state=AlarmState.ACTIVE_ACKED, acked_at=at, acked_by=actor, updated_at=at)
     elif alarm.state is AlarmState.RETURNED_UNACKED:
-        new = replace(alarm, state=AlarmState.CLEARED, acked_at=at, acked_by=actor, cleared_at=at, updated_at=at)
+        new = _off_shelf(
+            replace(alarm, state=AlarmState.CLEARED, acked_at=at, acked_by=actor, cleared_at=at, updated_at=at)
+        )
     else:
         raise LifecycleError(f"alarm {alarm.id} is {alarm.state}: there is nothing to acknowledge")
     return new, _event(new, "acknowledged", at, actor=actor, note=note)
+
+
+def _off_shelf(alarm: Alarm) -> Alarm:
+    """A cleared alarm is over: it is no longer on any shelf."""
+    return replace(alarm, shelved=False, shelved_until=None, shelved_by=None, shelve_reason=None)
 
 
 def _event(alarm: Alarm, kind: str, at: datetime, *, actor: str = "system", note: str | None = None) -> AlarmEvent:
@@ -131,7 +147,7 @@ def reset(alarm: Alarm, actor: str, at: datetime, note: str | None = None) -> tu
     if alarm.returned_at is None:
         raise LifecycleError(f"alarm {alarm.id}: its condition is still present")
     if alarm.state is AlarmState.ACTIVE_ACKED:
-        new = replace(alarm, state=AlarmState.CLEARED, cleared_at=at, updated_at=at)
+        new = _off_shelf(replace(alarm, state=AlarmState.CLEARED, cleared_at=at, updated_at=at))
     else:
         new = replace(alarm, state=AlarmState.RETURNED_UNACKED, updated_at=at)
     return new, _event(new, "reset", at, actor=actor, note=note)

@@ -13,7 +13,16 @@ from facmon.facility.model import Alarm, AlarmEvent, AlarmState, Reading
 from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import ServiceRecord, StateStore
 from facmon.rules.conditions import RuleSet
-from facmon.rules.engine import ConditionChange, ConditionEvent, ConditionKey, EngineState, Memory, evaluate, tick
+from facmon.rules.engine import (
+    ConditionChange,
+    ConditionEvent,
+    ConditionKey,
+    EngineState,
+    Memory,
+    evaluate,
+    resume,
+    tick,
+)
 from facmon.rules.lifecycle import (
     LifecycleError,
     acknowledge,
@@ -63,8 +72,11 @@ class RuleProcessor:
     def rules(self) -> RuleSet:
         return self._rules
 
-    def restore(self) -> None:
-        """Rebuild from the saved engine memory and the open alarms: a restart neither loses nor re-raises."""
+    def restore(self, now: datetime | None = None) -> None:
+        """Rebuild from the saved engine memory and the open alarms: a restart neither loses nor re-raises.
+
+        With `now`, devices' silence is counted from now: facmon was not listening while it was down.
+        """
         with self._lock:
             self._out_of_service = self._store.out_of_service()
             self._alarms = {(a.rule, a.device_id): a for a in self._store.open_alarms()}
@@ -78,6 +90,8 @@ class RuleProcessor:
                 for key, mem in saved.items():
                     memory[key] = mem
                 self._state = EngineState(memory.finish())
+            if now is not None:
+                self._state = resume(self._state, now)
 
     def on_readings(self, readings: Sequence[Reading], now: datetime) -> None:
         with self._lock:

@@ -178,3 +178,34 @@ def test_maintenance_ends_by_itself_at_its_time(setup) -> None:
     assert api.get("/api/v1/devices/lift-A2").json()["status"] == "out_of_service"
     service.rules.tick(clock.advance(minutes=1))
     assert api.get("/api/v1/devices/lift-A2").json()["status"] != "out_of_service"
+
+
+def test_suppressed_alarms_are_off_the_operators_list(setup) -> None:
+    service, clock, api, _ = setup
+    api.post("/api/v1/devices/pump-1/out-of-service", json={"reason": "pump overhaul"})
+    feed(service, clock, "pump", "pump-1", {"pressure_bar": 2.0})
+    assert api.get("/api/v1/alarms?device=pump-1").json()["total"] == 0
+    assert api.get("/api/v1/alarms?device=pump-1&state=unacked").json()["total"] == 0
+    [hidden] = api.get("/api/v1/alarms?device=pump-1&state=suppressed").json()["items"]
+    assert hidden["rule"] == "pump-pressure-low" and hidden["suppressed"]
+
+
+def test_a_device_returned_to_service_after_its_alarm_returned_sends_nobody(setup) -> None:
+    service, clock, api, _ = setup
+    api.post("/api/v1/devices/pump-1/out-of-service", json={"reason": "pump overhaul"})
+    feed(service, clock, "pump", "pump-1", {"pressure_bar": 2.0})
+    clock.advance(minutes=10)
+    feed(service, clock, "pump", "pump-1", {"pressure_bar": 4.0})  # fixed before the end of the maintenance
+    clock.advance(minutes=10)
+    api.post("/api/v1/devices/pump-1/return-to-service", json={"by": "li"})
+    assert api.get("/api/v1/work-orders").json()["total"] == 0
+
+
+def test_a_work_order_for_an_alarm_shown_late_is_due_from_then(setup) -> None:
+    service, clock, api, _ = setup
+    api.post("/api/v1/devices/pump-1/out-of-service", json={"reason": "pump overhaul"})
+    feed(service, clock, "pump", "pump-1", {"pressure_bar": 1.0})
+    clock.advance(hours=1)
+    api.post("/api/v1/devices/pump-1/return-to-service", json={"by": "li"})
+    orders = api.get("/api/v1/work-orders").json()["items"]
+    assert orders and {o["due_at"] for o in orders} == {"2026-11-22T03:05:00+08:00"}  # 03:00 + 5 min

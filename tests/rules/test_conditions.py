@@ -298,3 +298,44 @@ def test_rules_without_the_field_in_a_reading_are_left_alone(start: float) -> No
     state, _first = run(rules, [(0, "p1", {"pressure_bar": start})])
     _, later = run(rules, [(1, "p1", {"flow_m3h": 1.0})], state)
     assert later == []
+
+
+def test_a_derived_value_with_an_on_delay_raises_on_the_tick() -> None:
+    rules = ruleset(
+        "  - {id: unbalance, name: Unbalance, select: {types: [power]}, for: 60s,"
+        " derived: {kind: unbalance, fields: [voltage_l1_v, voltage_l2_v, voltage_l3_v]},"
+        " levels: [{severity: minor, above: 2}]}\n"
+    )
+    steps: list[Step] = [(0, "v1", {"voltage_l1_v": 230.0, "voltage_l2_v": 238.0, "voltage_l3_v": 222.0})]
+    steps += [(30, None, {}), (59, None, {}), (60, None, {})]
+    assert run(rules, steps)[1] == [(60, "raised", "unbalance", "v1", "minor")]
+
+
+def test_each_rate_looks_back_its_own_time_only() -> None:
+    # Two levels keep 60 s of history; the 10 s level must not see a fall that took 55 s.
+    rules = ruleset(
+        "  - {id: fall, name: Fall, select: {types: [pump]}, field: pressure_bar, levels:"
+        " [{severity: critical, falls: 2, within: 10s}, {severity: minor, falls: 2, within: 60s}]}\n"
+    )
+    slow: list[Step] = [(0, "p1", {"pressure_bar": 4.0}), (55, "p1", {"pressure_bar": 2.0})]
+    assert run(rules, slow)[1] == [(55, "raised", "fall", "p1", "minor")]
+
+
+def test_an_on_delay_runs_out_on_the_tick_in_a_rule_that_also_watches_for_silence() -> None:
+    rules = ruleset(
+        "  - {id: both, name: Both, select: {ids: [p1]}, field: pressure_bar, for: 30s,"
+        " levels: [{severity: major, below: 3.0}, {severity: minor, no_data: 10m}]}\n"
+    )
+    steps: list[Step] = [(0, "p1", {"pressure_bar": 2.0}), (29, None, {}), (30, None, {})]
+    assert run(rules, steps)[1] == [(30, "raised", "both", "p1", "major")]
+
+
+def test_silence_while_facmon_was_down_is_not_held_against_devices() -> None:
+    from facmon.rules.engine import resume
+
+    rules = ruleset("  - {id: silent, name: Silent, select: {ids: [p1]}, levels: [{severity: major, no_data: 60s}]}\n")
+    state, _ = run(rules, [(0, "p1", {"pressure_bar": 4.0})])
+    state = resume(state, T0 + timedelta(hours=1))  # facmon was stopped for an hour
+    later, seen = run(rules, [(3601, None, {}), (3659, None, {})], state)
+    assert seen == []
+    assert run(rules, [(3660, None, {})], later)[1] == [(3660, "raised", "silent", "p1", "major")]

@@ -152,3 +152,25 @@ def test_comments_go_on_the_trail_only() -> None:
     alarm = raised()
     same, event = comment(alarm, "li", T0, "called the pump contractor")
     assert same == alarm and (event.kind, event.note) == ("comment", "called the pump contractor")
+
+
+def test_only_an_alarm_shown_again_counts_as_reactivated() -> None:
+    returned = on_condition(raised(), condition(ConditionChange.CLEARED, minutes=1), PUMP)
+    assert returned is not None
+    hidden = replace(condition(ConditionChange.RAISED, minutes=2), suppressed=True)
+    again = on_condition(returned[0], hidden, PUMP)
+    assert again is not None and again[1].kind == "reactivated_suppressed"
+    latched, _ = acknowledge(replace(raised(), latched=True), "li", T0)
+    back = on_condition(latched, condition(ConditionChange.CLEARED, minutes=1), PUMP)
+    assert back is not None
+    recurred = on_condition(back[0], condition(ConditionChange.RAISED, minutes=2), PUMP)
+    assert recurred is not None and recurred[1].kind == "recurred"
+    assert recurred[0].state is AlarmState.ACTIVE_ACKED
+
+
+def test_a_cleared_alarm_is_off_its_shelf() -> None:
+    shelved, _ = shelve(raised(), "li", T0, T0 + timedelta(hours=2), "nuisance")
+    returned = on_condition(shelved, condition(ConditionChange.CLEARED, minutes=1), PUMP)
+    assert returned is not None and returned[0].shelved  # still active in the diagram: still shelved
+    cleared, _ = acknowledge(returned[0], "li", T0 + timedelta(minutes=2))
+    assert cleared.state is AlarmState.CLEARED and not cleared.shelved and cleared.shelved_until is None

@@ -30,6 +30,7 @@ class AlarmFilter(StrEnum):
     ACTIVE = "active"
     UNACKED = "unacked"
     SHELVED = "shelved"
+    SUPPRESSED = "suppressed"
     ALL = "all"
 
 
@@ -39,8 +40,8 @@ def list_alarms(
     state: Annotated[
         AlarmFilter,
         Query(
-            description="active: not yet cleared and not shelved; unacked: waiting for an operator; "
-            "shelved; all: including cleared"
+            description="active: not yet cleared, neither shelved nor suppressed; unacked: of those, waiting for an "
+            "operator; shelved; suppressed: active but not annunciated (by design or out of service); all: everything"
         ),
     ] = AlarmFilter.ACTIVE,
     severity: Annotated[list[str] | None, Query(description="One or more, comma-separated")] = None,
@@ -50,14 +51,23 @@ def list_alarms(
     offset: Offset = 0,
 ) -> Page[AlarmPublic]:
     severities = enum_list(severity, Severity, "severity")
-    states, shelved = {
-        AlarmFilter.ACTIVE: (ACTIVE_STATES, False),
-        AlarmFilter.UNACKED: ((AlarmState.ACTIVE_UNACKED, AlarmState.RETURNED_UNACKED), False),
-        AlarmFilter.SHELVED: (None, True),
-        AlarmFilter.ALL: (None, None),
+    # What the operator must see is neither shelved nor suppressed (by design, or its device in maintenance).
+    states, shelved, suppressed = {
+        AlarmFilter.ACTIVE: (ACTIVE_STATES, False, False),
+        AlarmFilter.UNACKED: ((AlarmState.ACTIVE_UNACKED, AlarmState.RETURNED_UNACKED), False, False),
+        AlarmFilter.SHELVED: (None, True, None),
+        AlarmFilter.SUPPRESSED: (ACTIVE_STATES, None, True),
+        AlarmFilter.ALL: (None, None, None),
     }[state]
     page = services.state.list_alarms(
-        states=states, shelved=shelved, severities=severities, site=site, device_id=device, limit=limit, offset=offset
+        states=states,
+        shelved=shelved,
+        suppressed=suppressed,
+        severities=severities,
+        site=site,
+        device_id=device,
+        limit=limit,
+        offset=offset,
     )
     return Page(items=[public_alarm(a, services.config.tz) for a in page.items], total=page.total)
 
