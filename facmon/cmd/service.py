@@ -117,7 +117,7 @@ class Service:
             raise ConfigError([ConfigProblem("<config>", "", "this service was not started from a config file")])
         rules = load_config(self.config_path).rules
         compiled = RuleSet.compile(rules, self.registry)
-        self.rules.replace_rules(compiled)
+        self.rules.replace_rules(compiled, self.clock.now())
         log.info("rules reloaded from %s: %d rules", self.config_path, len(rules))
         return [rule.id for rule in rules]
 

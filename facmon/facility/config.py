@@ -151,6 +151,21 @@ class AlarmsConfig(_Model):
     max_shelve: Duration = timedelta(hours=8)
     tick: Duration = timedelta(seconds=1)
 
+    @field_validator("max_shelve")
+    @classmethod
+    def _shelf_bounds(cls, value: timedelta) -> timedelta:
+        if not timedelta(minutes=1) <= value <= timedelta(days=7):
+            raise ValueError("between 1m and 7d")
+        return value
+
+    @field_validator("tick")
+    @classmethod
+    def _tick_bounds(cls, value: timedelta) -> timedelta:
+        # Below 50 ms the ticker would take a core; above a minute, delays and silence would be judged late.
+        if not timedelta(milliseconds=50) <= value <= timedelta(minutes=1):
+            raise ValueError("between 50ms and 1m")
+        return value
+
 
 class DeviceConfig(_Model):
     id: Identifier

@@ -30,6 +30,13 @@ def _as_list(value: object) -> object:
     return [value] if isinstance(value, str) else value
 
 
+def _state_or_flag(value: object) -> object:
+    # A quoted "yes" or "1" stays the text of a state; a bare number is a threshold written in the wrong place.
+    if value is None or isinstance(value, bool | str):
+        return value
+    raise ValueError("equals takes true, false or a state such as fault; numbers are judged with above or below")
+
+
 def _threshold(value: object) -> object:
     if isinstance(value, str) and not _PERCENT.fullmatch(value):
         raise ValueError(f"{value!r} is neither a number nor a percentage such as 90%")
@@ -81,7 +88,7 @@ class Condition(_Model):
     field: str | None = None
     above: Threshold | None = None
     below: Threshold | None = None
-    equals: Annotated[bool | str, Field(union_mode="left_to_right")] | None = None
+    equals: Annotated[bool | str | None, BeforeValidator(_state_or_flag)] = None
     in_: list[str] | None = Field(None, alias="in")
     falls: float | None = Field(None, gt=0)
     rises: float | None = Field(None, gt=0)
@@ -188,7 +195,7 @@ class RuleConfig(_Model):
                 if condition.kind in ("any", "all", "no_data") or condition.field:
                     continue
                 if not (self.field or self.derived):
-                    raise ValueError(f"a {condition.kind} condition needs the rule's field, derived or its own field")
+                    raise ValueError(f"the {condition.kind} condition needs the rule's field, derived or its own field")
         if self.range is not None and self.range[0] >= self.range[1]:
             raise ValueError("range is [low, high] with low below high")
         return self
@@ -225,10 +232,11 @@ def check_rule(
             found += [((*where, "field"), problem) for problem in _unknown_field(condition.field, types)]
             names = [condition.field]
         elif rule.derived:
-            if not condition.numeric:
-                found.append(
-                    (where, f"a derived value is judged with above, below, falls or rises, not {condition.kind}")
-                )
+            # Derived values have no nominal and no history of their own: plain thresholds only.
+            if condition.kind not in ("above", "below"):
+                found.append((where, f"a derived value is judged with above or below, not {condition.kind}"))
+            elif percent(getattr(condition, condition.kind)) is not None:
+                found.append((where, "a derived value's threshold is a number, not a percentage"))
             continue
         else:
             names = rule.field

@@ -162,3 +162,9 @@ def set_service(alarm: Alarm, in_service: bool, actor: str, at: datetime, note: 
     """The alarm's device was taken out of service (not annunciated meanwhile) or returned to it."""
     new = replace(alarm, suppressed=not in_service, updated_at=at)
     return new, _event(new, "in_service" if in_service else "out_of_service", at, actor=actor, note=note)
+
+
+def retire(alarm: Alarm, actor: str, at: datetime, note: str) -> tuple[Alarm, AlarmEvent]:
+    """The rule that raised the alarm is gone: nothing can ever clear it, so it is closed, with why."""
+    new = _off_shelf(replace(alarm, state=AlarmState.CLEARED, cleared_at=at, updated_at=at))
+    return new, _event(new, "retired", at, actor=actor, note=note)

@@ -29,6 +29,7 @@ from facmon.rules.lifecycle import (
     comment,
     on_condition,
     reset,
+    retire,
     set_service,
     shelve,
     unshelve,
@@ -163,10 +164,25 @@ class RuleProcessor:
                 changes.append(self._commit(set_service(alarm, False, actor, now, note)))
         return changes
 
-    def replace_rules(self, rules: RuleSet) -> None:
-        """Put new rules in force; what the engine remembers of rules that stay is kept."""
+    def replace_rules(self, rules: RuleSet, now: datetime) -> None:
+        """Put new rules in force; what the engine remembers of rules that stay is kept.
+
+        Alarms of rules that are gone (removed or disabled) are retired: no condition could ever clear them.
+        """
         with self._lock:
             self._rules = rules
+            in_force = set(rules.ids)
+            changes = [
+                self._commit(retire(alarm, "system", now, f"rule {alarm.rule} no longer in force"))
+                for alarm in list(self._alarms.values())
+                if alarm.rule not in in_force
+            ]
+            with self._state.memory.mutate() as memory:
+                for key in [key for key in self._state.memory if key[0] not in in_force]:
+                    del memory[key]
+                remembered = memory.finish()
+            self._state = EngineState(remembered)
+        self._tell(changes)
 
     # -- operator actions: each recorded with who, when and why ----------------------------------------------
 

@@ -209,3 +209,17 @@ def test_a_work_order_for_an_alarm_shown_late_is_due_from_then(setup) -> None:
     api.post("/api/v1/devices/pump-1/return-to-service", json={"by": "li"})
     orders = api.get("/api/v1/work-orders").json()["items"]
     assert orders and {o["due_at"] for o in orders} == {"2026-11-22T03:05:00+08:00"}  # 03:00 + 5 min
+
+
+def test_alarms_of_a_rule_taken_out_at_reload_are_retired(setup) -> None:
+    service, clock, api, config_path = setup
+    feed(service, clock, "smoke", "smoke-A-03", {"state": "normal", "battery_pct": 10})
+    alarm = alarm_of(api, "smoke-battery-low")
+    text = config_path.read_text()
+    config_path.write_text(
+        text.replace("    name: Detector battery low\n", "    name: Detector battery low\n    enabled: false\n")
+    )
+    assert api.post("/api/v1/rules/reload").status_code == 200
+    retired = api.get(f"/api/v1/alarms/{alarm['id']}").json()
+    assert retired["state"] == "cleared"
+    assert api.get(f"/api/v1/alarms/{alarm['id']}/events").json()["items"][-1]["kind"] == "retired"

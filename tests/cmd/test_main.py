@@ -21,7 +21,7 @@ def facmon(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
 def test_check_config_accepts_the_example() -> None:
     result = facmon("check-config", str(EXAMPLE))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"{EXAMPLE}: ok (28 devices in 1 site(s), 16 rules)"
+    assert result.stdout.strip() == f"{EXAMPLE}: ok (28 devices in 1 site(s), 17 rules)"
 
 
 def test_check_config_prints_one_line_per_error_and_exits_1() -> None:

@@ -181,3 +181,39 @@ def test_problems_in_included_files_name_that_file_and_line(tmp_path: Path) -> N
     assert [str(p) for p in caught.value.problems] == [
         f"{copy / 'rules' / 'pump.yaml'}:10: rules.1.field: 'presure_bar' is not a field of device type pump",
     ]
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ("{id: r, name: R, field: state, levels: [{severity: major, equals: 'yes'}]}", "'yes' not among idle"),
+        ("{id: r, name: R, field: floor, levels: [{severity: major, equals: 3}]}", "numbers are judged with above or"),
+        (
+            "{id: r, name: R, derived: {kind: unbalance, fields: [voltage_l1_v, voltage_l2_v]},"
+            " levels: [{severity: minor, falls: 1, within: 1m}]}",
+            "a derived value is judged with above or below, not falls",
+        ),
+        (
+            "{id: r, name: R, derived: {kind: unbalance, fields: [voltage_l1_v, voltage_l2_v]},"
+            " levels: [{severity: minor, above: 2%}]}",
+            "a derived value's threshold is a number, not a percentage",
+        ),
+    ],
+)
+def test_rules_that_could_never_hold_are_refused(rule: str, message: str) -> None:
+    types = "[power]" if "derived" in rule else "[elevator]"
+    devices = "{id: v, type: power, name: V}" if "derived" in rule else "{id: e, type: elevator, name: E}"
+    selected = rule.replace("{id: r,", "{id: r, select: {types: " + types + "},")
+    text = f"sites: [{{id: s, buildings: [{{id: b, devices: [{devices}]}}]}}]\nrules:\n  - {selected}\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, env={})
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("tick", "0s"), ("tick", "5m"), ("max_shelve", "0s"), ("max_shelve", "30d")]
+)
+def test_alarm_timings_are_bounded(key: str, value: str) -> None:
+    text = f"alarms: {{{key}: {value}}}\nsites: [{{id: s}}]\n"
+    with pytest.raises(ConfigError, match=f"alarms.{key}: between"):
+        parse_config(text, env={})
