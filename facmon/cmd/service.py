@@ -147,12 +147,14 @@ def serve_http(service: Service, sock: socket.socket) -> None:
     """Run the API until SIGINT or SIGTERM; returns after a graceful shutdown."""
     server = uvicorn.Server(uvicorn.Config(service.app, log_level="warning", access_log=False, lifespan="off"))
     # uvicorn shuts down, then re-raises the signal it caught; stopping the rest is the caller's `finally`.
-    with _sigterm_as_interrupt(), suppress(KeyboardInterrupt):
+    with sigterm_as_interrupt(), suppress(KeyboardInterrupt):
         server.run(sockets=[sock])
 
 
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM unwinds like Ctrl-C, so the caller's cleanup runs either way."""
+
     # uvicorn re-raises the signal that stopped it; SIGTERM's default action would end the process before the
     # broker, simulators and stores are stopped.
     def interrupt(_sig: int, _frame: FrameType | None) -> None:

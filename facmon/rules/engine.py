@@ -10,6 +10,7 @@ rates of change and derived values need. It is a persistent map: a new state sha
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -176,11 +177,14 @@ def tick(rules: RuleSet, state: EngineState, now: datetime) -> tuple[EngineState
 
 
 def resume(state: EngineState, now: datetime) -> EngineState:
-    """After facmon was down: count devices' silence from now, not from before the gap nobody listened in."""
+    """After facmon was down: count devices' silence from now, not from before the gap nobody listened in.
+
+    An alarm already active keeps its count: a device silent before the stop is still silent until it speaks.
+    """
     now_ms = _ms(now)
     with state.memory.mutate() as memory:
         for key, mem in state.memory.items():
-            if mem.last_seen_ms is not None and mem.last_seen_ms < now_ms:
+            if mem.active is None and mem.last_seen_ms is not None and mem.last_seen_ms < now_ms:
                 memory[key] = replace(mem, last_seen_ms=now_ms)
         resumed = memory.finish()
     return EngineState(resumed)
@@ -195,9 +199,7 @@ def _observe(rule: CompiledRule, mem: Memory, reading: Reading, now_ms: int) -> 
         value = fields.get(name)
         if value is None or isinstance(value, str):
             continue
-        points = tuple(p for p in windows.get(name, ()) if p[0] > reading.ts_ms - span and p[0] != reading.ts_ms)
-        # A late reading is placed at its own time, so rates are computed in measurement order.
-        windows[name] = tuple(sorted((*points, (reading.ts_ms, float(value)))))
+        windows[name] = _slide(windows.get(name, ()), reading.ts_ms, float(value), span)
     starts = mem.starts
     derived = rule.derived
     if derived is not None and derived.kind == "starts_per_hour":
@@ -207,6 +209,23 @@ def _observe(rule: CompiledRule, mem: Memory, reading: Reading, now_ms: int) -> 
         span = int(derived.window.total_seconds() * 1000)
         starts = tuple(t for t in starts if t > reading.ts_ms - span)
     return replace(mem, values=values, windows=windows, starts=starts, last_seen_ms=now_ms)
+
+
+def _slide(window: Window, ts_ms: int, value: float, span_ms: int) -> Window:
+    """The window with the new sample in its place and samples older than `span_ms` before the newest dropped.
+
+    Readings mostly come in order: then this is a bisect and a slice, in C, not a filter and a sort.
+    """
+    newest = max(ts_ms, window[-1][0]) if window else ts_ms
+    kept = window[bisect_right(window, (newest - span_ms, math.inf)) :]
+    if not kept or ts_ms > kept[-1][0]:
+        return (*kept, (ts_ms, value))
+    if ts_ms <= newest - span_ms:
+        return kept  # older than anything the window looks at
+    # A late reading, or a resend of the same time: placed at its own time, replacing a sample of that time.
+    i = bisect_left(kept, (ts_ms, -math.inf))
+    j = i + 1 if i < len(kept) and kept[i][0] == ts_ms else i
+    return (*kept[:i], (ts_ms, value), *kept[j:])
 
 
 def _derive(rule: CompiledRule, mem: Memory, ts_ms: int) -> float | None:

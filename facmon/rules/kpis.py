@@ -18,7 +18,16 @@ from facmon.facility.state import ACTIVE_STATES, AlarmTransition
 # An annunciation is an alarm put in front of an operator: a new alarm, or one that came back before it was acked.
 ANNUNCIATIONS = ("raised", "reactivated")
 # The changes of an alarm's condition; acknowledgements and operator actions are not a sign of chattering.
-TRANSITIONS = ("raised", "raised_suppressed", "reactivated", "returned", "returned_latched", "cleared")
+TRANSITIONS = (
+    "raised",
+    "raised_suppressed",
+    "reactivated",
+    "reactivated_suppressed",
+    "recurred",
+    "returned",
+    "returned_latched",
+    "cleared",
+)
 
 RATE_BUCKET = timedelta(minutes=10)
 CHATTER_WINDOW = timedelta(seconds=60)

@@ -171,14 +171,15 @@ class RuleProcessor:
         """
         with self._lock:
             self._rules = rules
-            in_force = set(rules.ids)
+            # By (rule, device): a rule that stays but no longer selects a device is gone for that device.
+            in_force = {(rule.id, rule.device.id) for rule in rules.all()}
             changes = [
-                self._commit(retire(alarm, "system", now, f"rule {alarm.rule} no longer in force"))
-                for alarm in list(self._alarms.values())
-                if alarm.rule not in in_force
+                self._commit(retire(alarm, "system", now, f"rule {alarm.rule} no longer applies to {alarm.device_id}"))
+                for key, alarm in list(self._alarms.items())
+                if key not in in_force
             ]
             with self._state.memory.mutate() as memory:
-                for key in [key for key in self._state.memory if key[0] not in in_force]:
+                for key in [key for key in self._state.memory if key not in in_force]:
                     del memory[key]
                 remembered = memory.finish()
             self._state = EngineState(remembered)

@@ -223,3 +223,23 @@ def test_alarms_of_a_rule_taken_out_at_reload_are_retired(setup) -> None:
     retired = api.get(f"/api/v1/alarms/{alarm['id']}").json()
     assert retired["state"] == "cleared"
     assert api.get(f"/api/v1/alarms/{alarm['id']}/events").json()["items"][-1]["kind"] == "retired"
+
+
+def test_a_rule_that_no_longer_selects_a_device_retires_its_alarm_there(setup) -> None:
+    service, clock, api, config_path = setup
+    feed(service, clock, "pump", "pump-1", {"pressure_bar": 2.5})
+    feed(service, clock, "pump", "pump-2", {"pressure_bar": 2.5})
+    text = config_path.read_text()
+    narrowed = text.replace(
+        "    name: Supply pressure low\n    select: {types: [pump]}\n",
+        "    name: Supply pressure low\n    select: {ids: [pump-2]}\n",
+    )
+    assert narrowed != text
+    config_path.write_text(narrowed)
+    assert api.post("/api/v1/rules/reload").status_code == 200
+    states = {
+        a["device_id"]: a["state"]
+        for a in api.get("/api/v1/alarms?state=all").json()["items"]
+        if a["rule"] == "pump-pressure-low"
+    }
+    assert states == {"pump-1": "cleared", "pump-2": "active_unacked"}

@@ -339,3 +339,29 @@ def test_silence_while_facmon_was_down_is_not_held_against_devices() -> None:
     later, seen = run(rules, [(3601, None, {}), (3659, None, {})], state)
     assert seen == []
     assert run(rules, [(3660, None, {})], later)[1] == [(3660, "raised", "silent", "p1", "major")]
+
+
+@pytest.mark.parametrize(
+    ("window", "sample", "expected"),
+    [
+        ((), (10, 1.0), ((10, 1.0),)),
+        (((0, 1.0), (5, 2.0)), (10, 3.0), ((5, 2.0), (10, 3.0))),  # 0 is 10 s before the newest: out
+        (((5, 2.0), (10, 3.0)), (7, 9.0), ((5, 2.0), (7, 9.0), (10, 3.0))),  # late: at its own time
+        (((5, 2.0), (10, 3.0)), (10, 4.0), ((5, 2.0), (10, 4.0))),  # a resend of the same time replaces
+        (((5, 2.0), (10, 3.0)), (-5, 9.0), ((5, 2.0), (10, 3.0))),  # too late to matter
+    ],
+)
+def test_a_window_slides_by_measurement_time(window: tuple, sample: tuple[int, float], expected: tuple) -> None:
+    from facmon.rules.engine import _slide
+
+    assert _slide(window, sample[0], sample[1], 10) == expected
+
+
+def test_an_alarm_for_silence_active_at_a_restart_stays_raised() -> None:
+    from facmon.rules.engine import resume
+
+    rules = ruleset("  - {id: silent, name: Silent, select: {ids: [p1]}, levels: [{severity: major, no_data: 60s}]}\n")
+    state, seen = run(rules, [(0, "p1", {"pressure_bar": 4.0}), (60, None, {})])
+    assert seen == [(60, "raised", "silent", "p1", "major")]
+    state = resume(state, T0 + timedelta(hours=1))
+    assert run(rules, [(3601, None, {}), (3700, None, {})], state)[1] == []  # no flap: still silent
