@@ -34,16 +34,20 @@ test: install system-deps
 	$(BIN)/python -m pytest
 
 check: install
-	$(BIN)/ruff check facmon tests
-	$(BIN)/ruff format --check facmon tests
+	$(BIN)/ruff check facmon tests bench
+	$(BIN)/ruff format --check facmon tests bench
 	$(BIN)/mypy
 
 format: install
-	$(BIN)/ruff check --fix facmon tests
-	$(BIN)/ruff format facmon tests
+	$(BIN)/ruff check --fix facmon tests bench
+	$(BIN)/ruff format facmon tests bench
 
 demo: install
 	$(BIN)/facmon demo
+
+# Figures, not pass or fail: each benchmark prints one JSON object (see bench/README.md).
+bench: install system-deps
+	$(BIN)/python bench/alarm_latency.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .facmon-demo test-artifacts
