@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left
 from collections.abc import Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 
 from facmon.facility.model import Device, Scalar, Severity
 from facmon.facility.registry import DeviceRegistry
@@ -66,17 +69,17 @@ class Check:
             recent = self.recent(window)
             if not recent:
                 return False
+            # max/min with a C-level key: these windows can hold thousands of samples at high reading rates.
             if kind == "falls":
-                return max(v for _, v in recent) - number >= self.limits[name]
-            return number - min(v for _, v in recent) >= self.limits[name]
+                return max(recent, key=_value)[1] - number >= self.limits[name]
+            return number - min(recent, key=_value)[1] >= self.limits[name]
         return False  # no_data holds only on the ticker, never on a reading
 
     def recent(self, window: tuple[tuple[int, float], ...]) -> tuple[tuple[int, float], ...]:
         """The part of a field's history this rate looks at: `within` back from the newest sample."""
         if not window:
             return window
-        start = window[-1][0] - self.within_ms
-        return tuple(p for p in window if p[0] >= start)
+        return window[bisect_left(window, (window[-1][0] - self.within_ms, -math.inf)) :]
 
     def describe(self, shown: str, name: str, value: Scalar, window: tuple[tuple[int, float], ...]) -> str:
         """How `value` of field `name`, called `shown` in messages, meets the test."""
@@ -258,6 +261,9 @@ def _deadband(rule: RuleConfig, limit: float) -> float:
 
 def _reads(test: Check) -> set[str]:
     return set(test.fields).union(*(_reads(part) for part in test.parts)) if test.parts else set(test.fields)
+
+
+_value = itemgetter(1)
 
 
 def _is_number(value: Scalar) -> bool:
