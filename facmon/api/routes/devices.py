@@ -37,7 +37,7 @@ def list_devices(
 @router.get("/{device_id}", response_model=DevicePublic, responses={404: {"description": "No such device"}})
 def get_device(services: ServicesDep, device_id: str) -> DevicePublic:
     device = _device(services, device_id)
-    return _public(services, device, services.state.count_open_alarms_by_device().get(device.id, 0))
+    return _public_one(services, device)
 
 
 @router.post(
@@ -56,7 +56,7 @@ def take_out_of_service(services: ServicesDep, device_id: str, body: ServiceRequ
         except ValueError as exc:
             raise invalid("body", "duration", str(exc)) from None
     services.alarms.take_out_of_service(device.id, body.by, now, body.reason, until)
-    return _public(services, device, services.state.count_open_alarms_by_device().get(device.id, 0))
+    return _public_one(services, device)
 
 
 @router.post(
@@ -68,7 +68,7 @@ def take_out_of_service(services: ServicesDep, device_id: str, body: ServiceRequ
 def return_to_service(services: ServicesDep, device_id: str, body: OperatorNote) -> DevicePublic:
     device = _device(services, device_id)
     services.alarms.return_to_service(device.id, body.by, services.clock.now(), body.note)
-    return _public(services, device, services.state.count_open_alarms_by_device().get(device.id, 0))
+    return _public_one(services, device)
 
 
 def _device(services: Services, device_id: str) -> Device:
@@ -76,6 +76,10 @@ def _device(services: Services, device_id: str) -> Device:
     if device is None:
         raise HTTPException(404, f"device {device_id!r} not found")
     return device
+
+
+def _public_one(services: Services, device: Device) -> DevicePublic:
+    return _public(services, device, services.state.count_open_alarms_by_device().get(device.id, 0))
 
 
 def _public(services: Services, device: Device, active_alarms: int) -> DevicePublic:
