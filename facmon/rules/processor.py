@@ -95,33 +95,43 @@ class RuleProcessor:
                 self._state = resume(self._state, now)
 
     def on_readings(self, readings: Sequence[Reading], now: datetime) -> None:
-        with self._lock:
-            before = self._state
-            changes: list[AlarmChange] = []
-            for reading in readings:
-                state, events = evaluate(self._rules, self._state, reading, now)
-                changes += self._apply_all(events)
-                # Only once its alarms are committed: if that fails, the next reading raises them again.
-                self._state = state
-            keys = {(rule.id, r.device_id) for r in readings for rule in self._rules.for_device(r.device_id)}
-            self._save(before, keys, now)
-        self._tell(changes)
+        changes: list[AlarmChange] = []
+        try:
+            with self._lock:
+                before = self._state
+                for reading in readings:
+                    state, events = evaluate(self._rules, self._state, reading, now)
+                    for event in events:
+                        if (change := self._apply(event)) is not None:
+                            changes.append(change)
+                    # Only once its alarms are committed: if that fails, the next reading raises them again.
+                    self._state = state
+                keys = {(rule.id, r.device_id) for r in readings for rule in self._rules.for_device(r.device_id)}
+                self._save(before, keys, now)
+        finally:
+            # What was committed is told even when the store fails halfway: each alarm gets its work order.
+            self._tell(changes)
 
     def tick(self, now: datetime) -> None:
         """Let time pass: delays run out, silent devices raise communication-lost alarms, shelves expire."""
-        with self._lock:
-            before = self._state
-            state, events = tick(self._rules, self._state, now)
-            changes = self._apply_all(events)
-            self._state = state
-            self._save(before, list(state.memory.keys()), now)
-            for alarm in list(self._alarms.values()):
-                if alarm.shelved and alarm.shelved_until is not None and alarm.shelved_until <= now:
-                    changes.append(self._commit(unshelve(alarm, "system", now, "shelf time is up")))
-            for record in list(self._out_of_service.values()):
-                if record.until is not None and record.until <= now:
-                    changes += self._set_service(record.device_id, True, "system", now, "maintenance window over")
-        self._tell(changes)
+        changes: list[AlarmChange] = []
+        try:
+            with self._lock:
+                before = self._state
+                state, events = tick(self._rules, self._state, now)
+                for event in events:
+                    if (change := self._apply(event)) is not None:
+                        changes.append(change)
+                self._state = state
+                self._save(before, list(state.memory.keys()), now)
+                for alarm in list(self._alarms.values()):
+                    if alarm.shelved and alarm.shelved_until is not None and alarm.shelved_until <= now:
+                        changes.append(self._commit(unshelve(alarm, "system", now, "shelf time is up")))
+                for record in list(self._out_of_service.values()):
+                    if record.until is not None and record.until <= now:
+                        changes += self._set_service(record.device_id, True, "system", now, "maintenance window over")
+        finally:
+            self._tell(changes)
 
     def is_out_of_service(self, device_id: str) -> bool:
         return device_id in self._out_of_service
@@ -229,9 +239,6 @@ class RuleProcessor:
             self._alarms[key] = alarm
         log.info("alarm %s %s by %s", alarm.id, audit.kind, audit.actor)
         return AlarmChange(alarm, audit, False)
-
-    def _apply_all(self, events: Iterable[ConditionEvent]) -> list[AlarmChange]:
-        return [change for event in events if (change := self._apply(event)) is not None]
 
     def _apply(self, event: ConditionEvent) -> AlarmChange | None:
         key = (event.rule, event.device_id)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from facmon.facility.errors import NotFoundError
+from facmon.facility.errors import NotFoundError, StateStoreError
 from facmon.facility.model import AlarmState, Reading
 from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import StateStore
@@ -161,3 +161,27 @@ rules:
     [alarm] = store.list_alarms().items
     assert alarm.raised_at == T0 + timedelta(seconds=60)
     store.close()
+
+
+def test_alarms_committed_before_a_store_failure_are_still_told(
+    ruleset: RuleSet, registry: DeviceRegistry, store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p, recorder = processor(ruleset, registry, store)
+    real_begin = store.begin
+    transactions = {"n": 0}
+
+    def failing_second_alarm() -> object:
+        transactions["n"] += 1
+        if transactions["n"] == 2:
+            raise StateStoreError("disk full")
+        return real_begin()
+
+    monkeypatch.setattr(store, "begin", failing_second_alarm)
+    at = T0
+    readings = [
+        Reading("pump-1", int(at.timestamp() * 1000), {"pressure_bar": 2.5}),
+        Reading("pump-2", int(at.timestamp() * 1000), {"pressure_bar": 2.5}),
+    ]
+    with pytest.raises(StateStoreError):
+        p.on_readings(readings, at)
+    assert [(c.alarm.device_id, c.event.kind) for c in recorder.changes] == [("pump-1", "raised")]
