@@ -156,11 +156,13 @@ def tick(rules: RuleSet, state: EngineState, now: datetime) -> tuple[EngineState
                     # Never heard of since facmon started: count the silence from now.
                     mem = replace(mem or Memory(), last_seen_ms=now_ms)
                 silent_ms = now_ms - (mem.last_seen_ms or now_ms)
-                hit = _silence(rule, silent_ms)
+                silence = _silence(rule, silent_ms)
                 delays = mem.pending is not None or mem.clearing_since_ms is not None
-                if hit is not None or mem.active is not None or delays:
-                    if hit is None:
-                        hit = _worst(rule, dict(mem.values), mem)
+                if silence is not None or mem.active is not None or delays:
+                    # Silence does not make a known worse condition better: the worse of the two holds.
+                    known = _worst(rule, dict(mem.values), mem)
+                    hits = [h for h in (silence, known) if h is not None]
+                    hit = max(hits, key=lambda h: h[0].severity.rank) if hits else None
                     mem, new = _advance(rule, mem, hit, now, now_ms)
                     events += new
             elif mem is not None and (mem.pending is not None or mem.clearing_since_ms is not None):

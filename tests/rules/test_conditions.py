@@ -365,3 +365,14 @@ def test_an_alarm_for_silence_active_at_a_restart_stays_raised() -> None:
     assert seen == [(60, "raised", "silent", "p1", "major")]
     state = resume(state, T0 + timedelta(hours=1))
     assert run(rules, [(3601, None, {}), (3700, None, {})], state)[1] == []  # no flap: still silent
+
+
+def test_silence_does_not_downgrade_a_worse_known_condition() -> None:
+    rules = ruleset(
+        "  - {id: both, name: Both, select: {ids: [p1]}, field: pressure_bar,"
+        " levels: [{severity: major, below: 3.0}, {severity: minor, no_data: 60s}]}\n"
+    )
+    steps: list[Step] = [(0, "p1", {"pressure_bar": 2.0}), (61, None, {}), (120, None, {})]
+    assert run(rules, steps)[1] == [(0, "raised", "both", "p1", "major")]
+    quiet: list[Step] = [(0, "p1", {"pressure_bar": 4.0}), (61, None, {})]
+    assert run(rules, quiet)[1] == [(61, "raised", "both", "p1", "minor")]
