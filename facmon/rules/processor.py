@@ -201,7 +201,7 @@ class RuleProcessor:
         """Acknowledge one or many; all or none (an alarm that cannot be acknowledged refuses the lot)."""
         with self._lock:
             results = [acknowledge(self._find(i), actor, now, note) for i in alarm_ids]
-            changes = [self._commit(result) for result in results]
+            changes = self._commit_all(results)
         self._tell(changes)
         return [change.alarm for change in changes]
 
@@ -228,17 +228,24 @@ class RuleProcessor:
         return next((a for a in self._alarms.values() if a.id == alarm_id), None) or self._store.get_alarm(alarm_id)
 
     def _commit(self, result: tuple[Alarm, AlarmEvent]) -> AlarmChange:
-        alarm, audit = result
+        return self._commit_all([result])[0]
+
+    def _commit_all(self, results: Sequence[tuple[Alarm, AlarmEvent]]) -> list[AlarmChange]:
+        """Write operator or system changes to existing alarms in one transaction, then hold them."""
         with self._store.begin() as tx:
-            tx.update_alarm(alarm)
-            tx.add_alarm_event(audit)
-        key = (alarm.rule, alarm.device_id)
-        if alarm.state is AlarmState.CLEARED:
-            self._alarms.pop(key, None)
-        elif self._alarms.get(key, alarm).id == alarm.id:
-            self._alarms[key] = alarm
-        log.info("alarm %s %s by %s", alarm.id, audit.kind, audit.actor)
-        return AlarmChange(alarm, audit, False)
+            for alarm, audit in results:
+                tx.update_alarm(alarm)
+                tx.add_alarm_event(audit)
+        changes = []
+        for alarm, audit in results:
+            key = (alarm.rule, alarm.device_id)
+            if alarm.state is AlarmState.CLEARED:
+                self._alarms.pop(key, None)
+            elif self._alarms.get(key, alarm).id == alarm.id:
+                self._alarms[key] = alarm
+            log.info("alarm %s %s by %s", alarm.id, audit.kind, audit.actor)
+            changes.append(AlarmChange(alarm, audit, False))
+        return changes
 
     def _apply(self, event: ConditionEvent) -> AlarmChange | None:
         key = (event.rule, event.device_id)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from facmon.facility.errors import NotFoundError, StateStoreError
-from facmon.facility.model import AlarmState, Reading
+from facmon.facility.model import AlarmEvent, AlarmState, Reading
 from facmon.facility.registry import DeviceRegistry
-from facmon.facility.state import StateStore
+from facmon.facility.state import StateStore, StateTransaction
 from facmon.rules.conditions import RuleSet
 from facmon.rules.lifecycle import LifecycleError
 from facmon.rules.processor import AlarmChange, RuleProcessor
@@ -185,3 +185,31 @@ def test_alarms_committed_before_a_store_failure_are_still_told(
     with pytest.raises(StateStoreError):
         p.on_readings(readings, at)
     assert [(c.alarm.device_id, c.event.kind) for c in recorder.changes] == [("pump-1", "raised")]
+
+
+def test_acknowledging_many_is_one_transaction(
+    ruleset: RuleSet, registry: DeviceRegistry, store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p, _ = processor(ruleset, registry, store)
+    at = T0
+    p.on_readings(
+        [
+            Reading("pump-1", int(at.timestamp() * 1000), {"pressure_bar": 2.5}),
+            Reading("pump-2", int(at.timestamp() * 1000), {"pressure_bar": 2.5}),
+        ],
+        at,
+    )
+    ids = [a.id for a in store.list_alarms().items]
+    written = {"n": 0}
+    real = StateTransaction.add_alarm_event
+
+    def failing_second(self: StateTransaction, event: AlarmEvent) -> None:
+        written["n"] += 1
+        if written["n"] == 2:
+            raise StateStoreError("disk full")
+        real(self, event)
+
+    monkeypatch.setattr(StateTransaction, "add_alarm_event", failing_second)
+    with pytest.raises(StateStoreError):
+        p.acknowledge(ids, "li", at)
+    assert {store.get_alarm(i).state for i in ids} == {AlarmState.ACTIVE_UNACKED}
