@@ -6,10 +6,10 @@ from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
 from facmon.api.deps import ServicesDep
+from facmon.api.routes.params import invalid
 from facmon.api.schemas import local_time
 from facmon.facility.durations import format_duration, parse_duration
 from facmon.facility.model import Severity
@@ -175,4 +175,4 @@ def _window(value: str) -> timedelta:
             message = f"{value!r} is longer than the longest window, {format_duration(MAX_WINDOW)}"
         else:
             message = "the window must be longer than 0s"
-    raise RequestValidationError([{"loc": ("query", "window"), "msg": message, "type": "value_error"}])
+    raise invalid("query", "window", message)
