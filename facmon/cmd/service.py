@@ -50,7 +50,7 @@ class Service:
         self.clock = clock or SystemClock()
         self.registry = DeviceRegistry.from_config(config)
         self.state = StateStore.open(config.storage.state_url)
-        self.telemetry = open_telemetry_store(config.storage.telemetry)
+        self.telemetry = open_telemetry_store(config.storage.telemetry, self.registry)
         self.presence = DevicePresence(config.ingest.stale_after, config.ingest.offline_after)
         for device in self.registry:
             latest = self.telemetry.latest(device.id)

@@ -62,6 +62,8 @@ class MqttConfig(_Model):
     topic_prefix: str = "facility"
     client_id: str = "facmon"
     keepalive: Duration = timedelta(seconds=30)
+    # MQTT 5 shared subscription: ingest processes with the same group split the telemetry between them.
+    shared_group: Identifier | None = None
 
     @field_validator("url")
     @classmethod
@@ -95,8 +97,65 @@ class MqttConfig(_Model):
 
 
 class TelemetryStorageConfig(_Model):
-    backend: Literal["sqlite"] = "sqlite"
+    backend: Literal["sqlite", "influxdb"] = "sqlite"
+    # sqlite
     path: Path = Field(Path("data/telemetry.db"), validate_default=True)
+    # How long readings are kept in the embedded store; InfluxDB keeps them as its bucket or policy says.
+    retention: Duration = timedelta(days=400)
+    # influxdb
+    url: str | None = None
+    dialect: Literal["v2", "v1"] = "v2"
+    org: str | None = None
+    bucket: str | None = None
+    token: SecretStr | None = None
+    database: str | None = None
+    retention_policy: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    timeout: Duration = timedelta(seconds=10)
+
+    @field_validator("path")
+    @classmethod
+    def _resolve(cls, value: Path, info: ValidationInfo) -> Path:
+        return value if value.is_absolute() else (_base_dir(info) / value).resolve()
+
+    @field_validator("retention")
+    @classmethod
+    def _retention_bounds(cls, value: timedelta) -> timedelta:
+        if value < timedelta(days=1):
+            raise ValueError("at least 1d")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r}: write http://host:8086 or https://host:8086")
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _influx_settings(self) -> TelemetryStorageConfig:
+        if self.backend != "influxdb":
+            return self
+        missing = ["url"] if self.url is None else []
+        if self.dialect == "v2":
+            missing += [name for name in ("org", "bucket", "token") if getattr(self, name) is None]
+        elif self.database is None:
+            missing.append("database")
+        if missing:
+            raise ValueError(f"the influxdb {self.dialect} backend needs {', '.join(missing)}")
+        return self
+
+
+class SpoolConfig(_Model):
+    """Store-and-forward: where accepted readings wait while the telemetry store is down or slow."""
+
+    path: Path = Field(Path("data/spool.db"), validate_default=True)
+    max_readings: int = Field(5_000_000, ge=1000)
 
     @field_validator("path")
     @classmethod
@@ -106,6 +165,7 @@ class TelemetryStorageConfig(_Model):
 
 class StorageConfig(_Model):
     telemetry: TelemetryStorageConfig = TelemetryStorageConfig()
+    spool: SpoolConfig = SpoolConfig()
     state_url: str = Field("sqlite:///data/state.db", validate_default=True)
 
     @field_validator("state_url")
@@ -128,8 +188,8 @@ class StorageConfig(_Model):
     @classmethod
     def _telemetry_always_validated(cls, data: Any) -> Any:
         # Its default path is relative to the config's folder: validate the section even when absent.
-        if isinstance(data, dict) and "telemetry" not in data:
-            data = {**data, "telemetry": {}}
+        if isinstance(data, dict):
+            data = {"telemetry": {}, "spool": {}, **data}
         return data
 
 
@@ -184,9 +244,18 @@ class BuildingConfig(_Model):
     devices: list[DeviceConfig] = []
 
 
+class GatewayConfig(_Model):
+    """A gateway's broker account: it may publish under its own site's topics and read nothing."""
+
+    id: Identifier
+    name: str | None = None
+    password: SecretStr | None = None
+
+
 class SiteConfig(_Model):
     id: Identifier
     name: str | None = None
+    gateways: list[GatewayConfig] = []
     buildings: list[BuildingConfig] = []
 
 
@@ -337,10 +406,22 @@ def check_references(config: FacilityConfig) -> list[tuple[Path_, str]]:
     seen_sites: set[str] = set()
     seen_devices: dict[str, Path_] = {}
     devices: list[Device] = []
+    # Gateway ids are broker user names: unique across sites and apart from facmon's own account.
+    seen_gateways: dict[str, str] = {config.mqtt.username: "facmon's own MQTT user"} if config.mqtt.username else {}
     for s, site in enumerate(config.sites):
         if site.id in seen_sites:
             found.append((("sites", s, "id"), f"site id {site.id!r} is used twice"))
         seen_sites.add(site.id)
+        for g, gateway in enumerate(site.gateways):
+            if gateway.id in seen_gateways:
+                found.append(
+                    (
+                        ("sites", s, "gateways", g, "id"),
+                        f"gateway id {gateway.id!r} is already {seen_gateways[gateway.id]}",
+                    )
+                )
+            else:
+                seen_gateways[gateway.id] = f"used at sites.{s}.gateways.{g}"
         seen_buildings: set[str] = set()
         for b, building in enumerate(site.buildings):
             if building.id in seen_buildings:

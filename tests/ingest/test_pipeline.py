@@ -17,7 +17,7 @@ from tests.waiting import eventually
 
 def stored_rows(config: FacilityConfig) -> int:
     with sqlite3.connect(config.storage.telemetry.path) as conn:
-        return int(conn.execute("SELECT count(*) FROM points WHERE field = 'pressure_bar'").fetchone()[0])
+        return int(conn.execute("SELECT count(*) FROM pump WHERE pressure_bar IS NOT NULL").fetchone()[0])
 
 
 class FailingStore:
