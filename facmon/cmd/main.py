@@ -44,6 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--duration", type=_positive, help="stop after this many seconds")
     simulate.add_argument("--speed", type=_positive, default=1.0)
     simulate.add_argument("--seed", type=int, default=1)
+
+    mosquitto = commands.add_parser(
+        "mosquitto-config", help="write Mosquitto's password file and ACL for facmon and the configured gateways"
+    )
+    mosquitto.add_argument("--config", type=Path, required=True)
+    mosquitto.add_argument(
+        "--out", type=Path, default=Path(), help="directory for passwd and acl (default: the current directory)"
+    )
     return parser
 
 
@@ -132,6 +140,12 @@ def _run(args: argparse.Namespace) -> int:
         published = result.published if result else simulator.published
         rate = f", {result.rate:.0f} msg/s" if result else ""
         print(f"published {published} messages to {config.mqtt.url}{rate}")
+        return 0
+
+    if args.command == "mosquitto-config":
+        from facmon.cmd.mosquitto_config import write_mosquitto_config
+
+        write_mosquitto_config(load_config(args.config), args.out, config_path=args.config)
         return 0
 
     raise AssertionError(args.command)

@@ -125,6 +125,7 @@ class Service:
         self.ticker.stop()
         self.subscriber.stop()
         self.pipeline.stop()
+        self.rules.flush(self.clock.now())
         self.telemetry.close()
         self.state.close()
 

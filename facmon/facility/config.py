@@ -62,6 +62,10 @@ class MqttConfig(_Model):
     topic_prefix: str = "facility"
     client_id: str = "facmon"
     keepalive: Duration = timedelta(seconds=30)
+    # MQTT 5 keeps facmon's session, and the messages queued for it, this long while facmon is away; 3.1.1
+    # keeps it until the broker's own limit (mosquitto: persistent_client_expiration).
+    protocol: Annotated[Literal["5", "3.1.1"], BeforeValidator(str)] = "5"
+    session_expiry: Duration = timedelta(days=7)
     # MQTT 5 shared subscription: ingest processes with the same group split the telemetry between them.
     shared_group: Identifier | None = None
 

@@ -37,3 +37,19 @@ def parse_telemetry_topic(topic: str, prefix: str) -> TelemetryTopic | None:
     if not (site and device_type and device_id):
         return None
     return TelemetryTopic(site, device_type, device_id)
+
+
+def gateway_status_filter(prefix: str) -> str:
+    """The subscription that matches every gateway's status under `prefix`."""
+    return f"{prefix}/+/gateway/+/status"
+
+
+def parse_gateway_status_topic(topic: str, prefix: str) -> tuple[str, str] | None:
+    """(site, gateway id) of a gateway status topic, or None when it is not one."""
+    parts = topic.split("/")
+    prefix_parts = prefix.split("/")
+    n = len(prefix_parts)
+    if len(parts) != n + 4 or parts[:n] != prefix_parts or parts[n + 1] != "gateway" or parts[-1] != "status":
+        return None
+    site, gateway_id = parts[n], parts[n + 2]
+    return (site, gateway_id) if site and gateway_id else None

@@ -7,20 +7,21 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from facmon.facility.config import MqttConfig
-from facmon.facility.topics import telemetry_filter
+from facmon.facility.topics import gateway_status_filter, telemetry_filter
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
+    # A named tuple rather than a dataclass: one is made per message on paho's thread, the hot path.
     topic: str
     payload: bytes
     mid: int
@@ -31,23 +32,48 @@ class Message:
 
 
 class MqttSubscriber:
-    """Subscribes to every device's telemetry and hands each message to `handle` on paho's network thread."""
+    """Subscribes to every device's telemetry and every gateway's status.
 
-    def __init__(self, config: MqttConfig, handle: Callable[[Message], None], *, client_id: str | None = None) -> None:
+    Telemetry goes to `handle` on paho's network thread and is acknowledged later through `ack`; a gateway
+    status goes to `on_status(topic, payload)` and is acknowledged at once (the broker retains the latest).
+    With `shared_group`, telemetry is subscribed as `$share/GROUP/…` so that the processes of a group split it.
+    """
+
+    def __init__(
+        self,
+        config: MqttConfig,
+        handle: Callable[[Message], None],
+        *,
+        on_status: Callable[[str, bytes], None] | None = None,
+        client_id: str | None = None,
+    ) -> None:
         self._config = config
         self._handle = handle
-        self._filter = telemetry_filter(config.topic_prefix)
+        self._on_status = on_status
+        telemetry = telemetry_filter(config.topic_prefix)
+        self._filters = [f"$share/{config.shared_group}/{telemetry}" if config.shared_group else telemetry]
+        if on_status is not None:
+            self._filters.append(gateway_status_filter(config.topic_prefix))
         self._connection = 0
         self._connected = threading.Event()
         self._stopping = False
         self._subscribe_mid: int | None = None
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id or config.client_id,
-            clean_session=False,  # the broker keeps our subscription and queues messages while we are away
-            protocol=mqtt.MQTTv311,
-            manual_ack=True,
-        )
+        self._v5 = config.protocol == "5"
+        if self._v5:
+            self._client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=client_id or config.client_id,
+                protocol=mqtt.MQTTv5,
+                manual_ack=True,
+            )
+        else:
+            self._client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=client_id or config.client_id,
+                clean_session=False,  # the broker keeps our subscription and queues messages while we are away
+                protocol=mqtt.MQTTv311,
+                manual_ack=True,
+            )
         if config.username:
             password = config.password.get_secret_value() if config.password else None
             self._client.username_pw_set(config.username, password)
@@ -66,7 +92,16 @@ class MqttSubscriber:
 
     def start(self) -> None:
         """Connect in the background; paho reconnects with backoff whenever the connection drops."""
-        self._client.connect_async(self._config.host, self._config.port, int(self._config.keepalive.total_seconds()))
+        keepalive = int(self._config.keepalive.total_seconds())
+        if self._v5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = int(self._config.session_expiry.total_seconds())
+            # Clean start off: the broker keeps our subscription and queues messages while we are away.
+            self._client.connect_async(
+                self._config.host, self._config.port, keepalive, clean_start=False, properties=props
+            )
+        else:
+            self._client.connect_async(self._config.host, self._config.port, keepalive)
         self._client.loop_start()
 
     def wait_connected(self, timeout: float) -> bool:
@@ -88,11 +123,12 @@ class MqttSubscriber:
             log.error("MQTT broker %s:%s refused the connection: %s", self._config.host, self._config.port, reason)
             return
         self._connection += 1
-        _, self._subscribe_mid = client.subscribe(self._filter, qos=1)
+        _, self._subscribe_mid = client.subscribe([(f, 1) for f in self._filters])
         log.info(
-            "connected to MQTT broker %s:%s (session present: %s)",
+            "connected to MQTT broker %s:%s (MQTT %s, session present: %s)",
             self._config.host,
             self._config.port,
+            self._config.protocol,
             flags.session_present,
         )
 
@@ -100,11 +136,12 @@ class MqttSubscriber:
         # Ready only once the broker has confirmed the subscription: until then a new session misses messages.
         if mid != self._subscribe_mid:
             return
-        if any(reason.is_failure for reason in reasons):
-            log.error("MQTT broker refused the subscription to %s: %s", self._filter, reasons)
+        refused = [f for f, reason in zip(self._filters, reasons, strict=False) if reason.is_failure]
+        if refused:
+            log.error("MQTT broker refused the subscription to %s: %s", ", ".join(refused), reasons)
             return
         self._connected.set()
-        log.info("subscribed to %s", self._filter)
+        log.info("subscribed to %s", ", ".join(self._filters))
 
     def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
         # paho retries with a backoff of up to 30 s, so this says so at most about twice a minute.
@@ -115,7 +152,12 @@ class MqttSubscriber:
             log.warning("disconnected from MQTT broker: %s; reconnecting", reason)
         self._connected.clear()
 
-    def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self._handle(
-            Message(msg.topic, bytes(msg.payload), msg.mid, msg.qos, time.time_ns() // 1_000_000, self._connection)
-        )
+    def _on_message(self, client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        topic = msg.topic
+        if topic.endswith("/status"):
+            if msg.qos:
+                client.ack(msg.mid, msg.qos)
+            if self._on_status is not None:
+                self._on_status(topic, msg.payload)
+            return
+        self._handle(Message(topic, msg.payload, msg.mid, msg.qos, time.time_ns() // 1_000_000, self._connection))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
@@ -47,6 +48,19 @@ class AlarmChange:
     new: bool
 
 
+def _condition_moved(old: Memory | None, new: Memory | None) -> bool:
+    """Whether a condition began, ended, or started or stopped a delay: never left unsaved, unlike history."""
+    if old is None or new is None:
+        return True
+    return (
+        old.active is not new.active
+        or old.pending is not new.pending
+        or old.pending_since_ms != new.pending_since_ms
+        or old.clearing_since_ms != new.clearing_since_ms
+        or old.suppressed is not new.suppressed
+    )
+
+
 class AlarmListener(Protocol):
     def on_alarm_change(self, change: AlarmChange) -> None:
         """Called after the change is committed, on the thread that made it."""
@@ -55,7 +69,9 @@ class AlarmListener(Protocol):
 class RuleProcessor:
     """Holds the engine state between readings; the state store is the truth it is rebuilt from on start."""
 
-    def __init__(self, rules: RuleSet, registry: DeviceRegistry, store: StateStore) -> None:
+    def __init__(
+        self, rules: RuleSet, registry: DeviceRegistry, store: StateStore, *, save_every: float = 1.0
+    ) -> None:
         self._rules = rules
         self._registry = registry
         self._store = store
@@ -63,6 +79,12 @@ class RuleProcessor:
         self._state = EngineState()
         self._alarms: dict[ConditionKey, Alarm] = {}
         self._out_of_service: dict[str, ServiceRecord] = {}
+        # Memory changed by readings since it was last saved. Saved at once when an alarm or a condition or its
+        # delay changes, so a restart finds every alarm and timer; history windows and latest values alone at
+        # most every `save_every` s: serialising windows per batch would cost ingest more than the readings.
+        self._dirty: set[ConditionKey] = set()
+        self._save_every = save_every
+        self._saved_at = time.monotonic()
         self.listeners: list[AlarmListener] = []
 
     @property
@@ -106,8 +128,17 @@ class RuleProcessor:
                             changes.append(change)
                     # Only once its alarms are committed: if that fails, the next reading raises them again.
                     self._state = state
-                keys = {(rule.id, r.device_id) for r in readings for rule in self._rules.for_device(r.device_id)}
-                self._save(before, keys, now)
+                memory, old = self._state.memory, before.memory
+                urgent = bool(changes)
+                for r in readings:
+                    for rule in self._rules.for_device(r.device_id):
+                        key = (rule.id, r.device_id)
+                        mem = memory.get(key)
+                        if mem is not (was := old.get(key)):
+                            self._dirty.add(key)
+                            urgent = urgent or _condition_moved(was, mem)
+                if urgent or time.monotonic() - self._saved_at >= self._save_every:
+                    self._save_dirty(now)
         finally:
             # What was committed is told even when the store fails halfway: each alarm gets its work order.
             self._tell(changes)
@@ -123,7 +154,8 @@ class RuleProcessor:
                     if (change := self._apply(event)) is not None:
                         changes.append(change)
                 self._state = state
-                self._save(before, list(state.memory.keys()), now)
+                self._dirty.update(key for key, mem in state.memory.items() if mem is not before.memory.get(key))
+                self._save_dirty(now)
                 for alarm in list(self._alarms.values()):
                     if alarm.shelved and alarm.shelved_until is not None and alarm.shelved_until <= now:
                         changes.append(self._commit(unshelve(alarm, "system", now, "shelf time is up")))
@@ -276,16 +308,20 @@ class RuleProcessor:
         log.info("alarm %s %s: %s [%s] %s", alarm.id, audit.kind, alarm.device_id, alarm.severity, alarm.message)
         return AlarmChange(alarm, audit, new)
 
-    def _save(self, before: EngineState, keys: Iterable[ConditionKey], now: datetime) -> None:
-        """Persist the memory of the (rule, device) pairs that changed: one write per batch, not per reading."""
-        rows = []
-        for key in keys:
-            mem = self._state.memory.get(key)
-            if mem is not None and mem is not before.memory.get(key):
-                rows.append((key[0], key[1], mem.to_json()))
+    def flush(self, now: datetime) -> None:
+        """Save the rule memory not saved yet; called on an orderly stop."""
+        with self._lock:
+            self._save_dirty(now)
+
+    def _save_dirty(self, now: datetime) -> None:
+        """Persist the memory of the (rule, device) pairs that changed since the last save, in one write."""
+        memory = self._state.memory
+        rows = [(key[0], key[1], mem.to_json()) for key in self._dirty if (mem := memory.get(key)) is not None]
         if rows:
             with self._store.begin() as tx:
                 tx.save_rule_state(rows, now)
+        self._dirty.clear()
+        self._saved_at = time.monotonic()
 
     def _tell(self, changes: list[AlarmChange]) -> None:
         for change in changes:

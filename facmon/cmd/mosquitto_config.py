@@ -1,0 +1,261 @@
+"""`facmon mosquitto-config`: Mosquitto's password file and ACL, generated from the facility config.
+
+Each gateway's broker account may publish its own site's telemetry and its own status (and will), and read
+nothing; facmon's own account reads everything under the topic prefix and publishes nothing. A re-run keeps
+every password already handed out: an account without a password in the config keeps its entry in the
+existing password file, and only a new one gets a generated password, printed once.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import os
+import secrets
+import shlex
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from pydantic import SecretStr
+
+from facmon.facility.config import FacilityConfig
+from facmon.facility.topics import gateway_status_topic, telemetry_topic
+
+# mosquitto_passwd's defaults for its `$7$` (PBKDF2-SHA512) format. The broker hashes on every CONNECT, so
+# the iteration count is a cost per login; generated passwords carry 192 random bits and need no more.
+ITERATIONS = 101
+SALT_BYTES = 12  # Mosquitto 2.0 rejects an entry whose salt is not exactly 12 bytes
+PASSWORD_BYTES = 24
+
+
+class MosquittoConfigError(ValueError):
+    """The config or the existing password file does not allow writing the broker's files."""
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A broker user and the password the config gives it, if any."""
+
+    user: str
+    password: str | None
+    label: str  # how the account is named in what the command prints
+    source: str  # where its password would be set
+
+
+@dataclass(slots=True)
+class PasswdPlan:
+    """The password file to write, and what changed against the existing one."""
+
+    entries: dict[str, str] = field(default_factory=dict)  # user -> hash, in file order
+    generated: list[tuple[Account, str]] = field(default_factory=list)
+    changed: list[Account] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+
+    def render(self) -> str:
+        return "".join(f"{user}:{hashed}\n" for user, hashed in self.entries.items())
+
+
+def hash_password(password: str, salt: bytes | None = None, iterations: int = ITERATIONS) -> str:
+    """A password in Mosquitto 2.0's `$7$ITERATIONS$base64(salt)$base64(PBKDF2-SHA512)` format."""
+    salt = secrets.token_bytes(SALT_BYTES) if salt is None else salt
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
+    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def check_password(password: str, hashed: str) -> bool:
+    """Whether a `$7$` entry is this password's; False for any other or malformed entry."""
+    parts = hashed.split("$")
+    if len(parts) != 5 or parts[:2] != ["", "7"] or not parts[2].isdigit():
+        return False
+    try:
+        salt = base64.b64decode(parts[3], validate=True)
+        expected = base64.b64decode(parts[4], validate=True)
+    except ValueError:
+        return False
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, int(parts[2]))
+    return hmac.compare_digest(digest, expected)
+
+
+def accounts(config: FacilityConfig) -> list[Account]:
+    """facmon's own account first, then one per gateway in config order."""
+    username = config.mqtt.username
+    if username is None:
+        raise MosquittoConfigError(
+            "mqtt.username is not set: mosquitto-config needs facmon's own broker user "
+            "(set it in the config or as FACMON_MQTT__USERNAME)"
+        )
+    _check_text(username, "mqtt.username", user=True)
+    _check_text(config.mqtt.topic_prefix, "mqtt.topic_prefix")
+    found = [Account(username, _secret(config.mqtt.password, "mqtt.password"), f"user {username}", "mqtt.password")]
+    for s, site in enumerate(config.sites):
+        for g, gateway in enumerate(site.gateways):
+            where = f"sites.{s}.gateways.{g}.password"
+            found.append(Account(gateway.id, _secret(gateway.password, where), f"gateway {gateway.id}", where))
+    return found
+
+
+def read_passwd(path: Path) -> dict[str, str]:
+    """user -> hash of an existing password file; empty when there is none."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except UnicodeDecodeError:
+        raise MosquittoConfigError(f"{path}: not a Mosquitto password file (not UTF-8)") from None
+    entries: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        user, sep, hashed = line.partition(":")
+        if not sep or not user.strip() or not hashed.strip():
+            raise MosquittoConfigError(f"{path}:{number}: not a 'user:hash' line of a Mosquitto password file")
+        entries.setdefault(user.strip(), hashed.strip())
+    return entries
+
+
+def plan_passwd(
+    wanted: list[Account],
+    existing: dict[str, str],
+    new_password: Callable[[], str] = lambda: secrets.token_urlsafe(PASSWORD_BYTES),
+) -> PasswdPlan:
+    """Keep what still holds, hash what the config sets, generate what is missing, drop who is gone."""
+    plan = PasswdPlan()
+    for account in wanted:
+        old = existing.get(account.user)
+        if account.password is not None:
+            if old is not None and check_password(account.password, old):
+                plan.entries[account.user] = old
+            else:
+                plan.entries[account.user] = hash_password(account.password)
+                if old is not None:
+                    plan.changed.append(account)
+        elif old is not None:
+            plan.entries[account.user] = old
+        else:
+            password = new_password()
+            plan.entries[account.user] = hash_password(password)
+            plan.generated.append((account, password))
+    plan.dropped = [user for user in existing if user not in plan.entries]
+    return plan
+
+
+def render_acl(config: FacilityConfig, command: str) -> str:
+    """The acl_file: each gateway writes its site's telemetry and its own status; facmon reads everything."""
+    prefix = config.mqtt.topic_prefix
+    lines = [
+        "# Mosquitto ACL generated from the facility config by",
+        f"#   {command}",
+        "# Do not edit: change the config, run the command again, then make mosquitto reload (kill -HUP).",
+        "# Anything not granted here is denied.",
+        "",
+        "# facmon reads all that the gateways publish and publishes nothing itself.",
+        f"user {config.mqtt.username}",
+        f"topic read {prefix}/#",
+    ]
+    for site in config.sites:
+        for gateway in site.gateways:
+            lines += [
+                "",
+                f"# {gateway.name or gateway.id}, site {site.id}: its site's telemetry, its own status and will.",
+                f"user {gateway.id}",
+                f"topic write {telemetry_topic(prefix, site.id, '+', '+')}",
+                f"topic write {gateway_status_topic(prefix, site.id, gateway.id)}",
+            ]
+    return "\n".join(lines) + "\n"
+
+
+def write_mosquitto_config(
+    config: FacilityConfig,
+    out_dir: Path,
+    *,
+    config_path: Path,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> None:
+    """Write `out_dir/passwd` and `out_dir/acl`; print generated passwords on stdout, notes on stderr."""
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    wanted = accounts(config)
+    if not out_dir.is_dir():
+        raise MosquittoConfigError(f"{out_dir}: no such directory")
+    if not config.mqtt.tls:
+        print(
+            f"facmon: warning: mqtt.url is {config.mqtt.url}, not mqtts://: "
+            "broker passwords travel in clear text without TLS",
+            file=stderr,
+        )
+    passwd_path, acl_path = out_dir / "passwd", out_dir / "acl"
+    plan = plan_passwd(wanted, read_passwd(passwd_path))
+    command = shlex.join(["facmon", "mosquitto-config", "--config", str(config_path), "--out", str(out_dir)])
+    changed = _replace(passwd_path, plan.render(), mode=0o600)
+    changed |= _replace(acl_path, render_acl(config, command), mode=0o644)
+
+    for user in plan.dropped:
+        print(f"facmon: removed user {user!r} from {passwd_path}: it is not in the config", file=stderr)
+    for account in plan.changed:
+        print(f"facmon: new password for {account.label} from {account.source}", file=stderr)
+    users = len(plan.entries)
+    if changed:
+        print(
+            f"facmon: wrote {passwd_path} ({users} users) and {acl_path}; make mosquitto reload them: kill -HUP",
+            file=stderr,
+        )
+    else:
+        print(f"facmon: {passwd_path} ({users} users) and {acl_path} are up to date", file=stderr)
+    if plan.generated:
+        print("New broker passwords. Only their hashes are kept: they will not be shown again.", file=stdout)
+        for account, password in plan.generated:
+            hint = " (facmon's own: set it as FACMON_MQTT__PASSWORD)" if account.source == "mqtt.password" else ""
+            print(f"{account.label}: {password}{hint}", file=stdout)
+
+
+def _secret(value: SecretStr | None, where: str) -> str | None:
+    if value is None:
+        return None
+    password = value.get_secret_value()
+    if not password:
+        raise MosquittoConfigError(f"{where} is empty: leave it unset to keep or generate a password")
+    return password
+
+
+def _check_text(value: str, where: str, *, user: bool = False) -> None:
+    # A newline would end the ACL line and start another rule; ':' ends a user name in the password file.
+    bad = any(not c.isprintable() for c in value) or (user and (":" in value or value != value.strip()))
+    if not value or bad:
+        raise MosquittoConfigError(
+            f"{where} {value!r} cannot be a broker "
+            + ("user name (no ':', control characters or surrounding spaces)" if user else "topic")
+        )
+
+
+def _replace(path: Path, text: str, *, mode: int) -> bool:
+    """Write through a temporary file and a rename, unless unchanged; a replaced file keeps its owner and group."""
+    try:
+        old = path.stat()
+    except FileNotFoundError:
+        old = None
+    else:
+        if old.st_mode & 0o777 == mode and path.read_bytes() == text.encode():
+            return False  # leave the file, its time and its inode alone
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        Path(tmp).chmod(mode)
+        if old is not None:
+            # As root (for instance in a container), the broker's user keeps being able to read its file.
+            with contextlib.suppress(PermissionError):
+                os.chown(tmp, old.st_uid, old.st_gid)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True

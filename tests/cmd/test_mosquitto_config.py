@@ -1,0 +1,422 @@
+"""`facmon mosquitto-config` as an installer meets it: the files it writes, loaded by a real mosquitto.
+
+Mosquitto 2 drops a publish it does not authorise without telling the MQTT 3.1.1 client, so a denied publish
+is proven by a reader that receives the allowed message sent after it and never the denied one.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from facmon.cmd.broker import free_port
+from facmon.cmd.mosquitto_config import check_password, hash_password
+from tests.waiting import eventually
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+PREFIX = "acme/facility"  # two levels, so that nothing assumes the default prefix
+
+FACILITY = f"""
+mqtt:
+  url: mqtt://127.0.0.1:1883
+  username: facmon
+  topic_prefix: {PREFIX}
+sites:
+  - id: north
+    gateways:
+      - {{id: gw-north-1, name: Pump room}}
+      - {{id: gw-north-2}}
+    buildings:
+      - id: main
+        devices:
+          - {{id: p1, type: pump, name: Pump 1}}
+  - id: south
+    gateways:
+      - {{id: gw-south-1}}
+    buildings:
+      - id: main
+        devices:
+          - {{id: p2, type: pump, name: Pump 2}}
+"""
+
+pytestmark = pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="needs the mosquitto binary")
+
+
+def mosquitto_config(config: Path, out: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run the command in a subprocess with only the FACMON_ variables given here."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FACMON_")}
+    return subprocess.run(
+        [sys.executable, "-m", "facmon", "mosquitto-config", "--config", str(config), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**clean, **env},
+        check=False,
+    )
+
+
+def generated(stdout: str) -> dict[str, str]:
+    """gateway id -> password, from what the command printed."""
+    return dict(re.findall(r"^gateway (\S+): (\S+)$", stdout, re.MULTILINE))
+
+
+def passwd_lines(out: Path) -> dict[str, str]:
+    return dict(line.split(":", 1) for line in (out / "passwd").read_text().splitlines())
+
+
+class AuthBroker:
+    """mosquitto on a free loopback port that admits only the users of `passwd` and enforces `acl`."""
+
+    def __init__(self, auth_dir: Path) -> None:
+        self.host, self.port = "127.0.0.1", free_port()
+        conf = auth_dir / "mosquitto.conf"
+        conf.write_text(
+            "per_listener_settings false\n"
+            "allow_anonymous false\n"
+            f"password_file {auth_dir / 'passwd'}\n"
+            f"acl_file {auth_dir / 'acl'}\n"
+            "persistence false\n"
+            # As root it would switch to the "mosquitto" user, which cannot read a 0600 file of ours.
+            f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
+            f"listener {self.port} {self.host}\n"
+            "log_dest stderr\n"
+            "log_type all\n"
+        )
+        self.log = auth_dir / "mosquitto.log"
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
+        eventually(self._accepting, timeout=10, what=f"mosquitto accepting on port {self.port}")
+
+    def _accepting(self) -> bool:
+        assert self.proc.poll() is None, f"mosquitto exited: {self.log.read_text()}"
+        try:
+            socket.create_connection((self.host, self.port), timeout=1).close()
+        except OSError:
+            return False
+        return True
+
+    def reload(self) -> None:
+        self.proc.send_signal(signal.SIGHUP)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+class Client:
+    """A paho client that keeps what it is told: its CONNACK, its SUBACKs and the messages it receives."""
+
+    def __init__(self, broker: AuthBroker, user: str, password: str, will_topic: str | None = None) -> None:
+        self.connack: ReasonCode | None = None
+        self.subacks: dict[int, list[ReasonCode]] = {}
+        self.messages: list[tuple[str, bytes]] = []
+        self.mqtt = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{user}-{uuid.uuid4().hex[:8]}")
+        self.mqtt.username_pw_set(user, password)
+        if will_topic:
+            self.mqtt.will_set(will_topic, b"offline", qos=1, retain=True)
+        self.mqtt.on_connect = self._on_connect
+        self.mqtt.on_subscribe = self._on_subscribe
+        self.mqtt.on_message = self._on_message
+        self.mqtt.connect(broker.host, broker.port)
+        self.mqtt.loop_start()
+        eventually(lambda: self.connack is not None, what=f"CONNACK for {user}")
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: ReasonCode, props: Any) -> None:
+        if self.connack is None:
+            self.connack = reason_code
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, codes: list[ReasonCode], props: Any) -> None:
+        self.subacks[mid] = codes
+
+    def _on_message(self, client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self.messages.append((message.topic, message.payload))
+
+    @property
+    def accepted(self) -> bool:
+        return self.connack is not None and not self.connack.is_failure
+
+    def subscribe(self, topic: str) -> ReasonCode:
+        _, mid = self.mqtt.subscribe(topic, qos=1)
+        [code] = eventually(lambda: self.subacks.get(mid), what=f"SUBACK for {topic}")
+        return code
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        """Publish with QoS 1 and return once the broker has acknowledged it (which it does even when it drops it)."""
+        self.mqtt.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
+
+    def topics(self) -> list[str]:
+        return [topic for topic, _ in self.messages]
+
+    def close(self) -> None:
+        self.mqtt.disconnect()
+        self.mqtt.loop_stop()
+
+
+@pytest.fixture
+def facility(tmp_path: Path) -> Path:
+    path = tmp_path / "facility.yaml"
+    path.write_text(FACILITY)
+    return path
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    path = tmp_path / "mosquitto"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def clients() -> Iterator[list[Client]]:
+    made: list[Client] = []
+    yield made
+    for client in made:
+        client.close()
+
+
+@pytest.fixture
+def configured(facility: Path, out: Path) -> Iterator[tuple[AuthBroker, dict[str, str]]]:
+    """Files written with facmon's and gw-north-2's passwords from the environment, loaded by a broker."""
+    result = mosquitto_config(
+        facility,
+        out,
+        FACMON_MQTT__PASSWORD="facmon-secret",
+        FACMON_SITES__0__GATEWAYS__1__PASSWORD="north-2-secret",
+    )
+    assert result.returncode == 0, result.stderr
+    passwords = {"facmon": "facmon-secret", "gw-north-2": "north-2-secret", **generated(result.stdout)}
+    assert set(passwords) == {"facmon", "gw-north-1", "gw-north-2", "gw-south-1"}
+    broker = AuthBroker(out)
+    yield broker, passwords
+    broker.stop()
+
+
+def test_writes_a_0600_password_file_in_mosquitto_2_format_and_an_acl(facility: Path, out: Path) -> None:
+    result = mosquitto_config(facility, out, FACMON_SITES__0__GATEWAYS__1__PASSWORD="north-2-secret")
+
+    assert result.returncode == 0, result.stderr
+    assert (out / "passwd").stat().st_mode & 0o777 == 0o600
+    entries = passwd_lines(out)
+    assert list(entries) == ["facmon", "gw-north-1", "gw-north-2", "gw-south-1"]
+    assert all(re.fullmatch(r"\$7\$101\$[A-Za-z0-9+/]{16}\$[A-Za-z0-9+/]{86}==", h) for h in entries.values())
+    assert check_password("north-2-secret", entries["gw-north-2"])
+    printed = generated(result.stdout)
+    assert set(printed) == {"gw-north-1", "gw-south-1"}
+    assert all(len(password) >= 32 for password in printed.values())
+    assert check_password(printed["gw-south-1"], entries["gw-south-1"])
+    assert "will not be shown again" in result.stdout
+    assert re.search(r"^user facmon: \S+ \(facmon's own: set it as FACMON_MQTT__PASSWORD\)$", result.stdout, re.M)
+
+    acl = (out / "acl").read_text()
+    assert acl.startswith("# Mosquitto ACL generated from the facility config by\n#   facmon mosquitto-config ")
+    rules = [line for line in acl.splitlines() if line and not line.startswith("#")]
+    assert rules == [
+        "user facmon",
+        f"topic read {PREFIX}/#",
+        "user gw-north-1",
+        f"topic write {PREFIX}/north/+/+/telemetry",
+        f"topic write {PREFIX}/north/gateway/gw-north-1/status",
+        "user gw-north-2",
+        f"topic write {PREFIX}/north/+/+/telemetry",
+        f"topic write {PREFIX}/north/gateway/gw-north-2/status",
+        "user gw-south-1",
+        f"topic write {PREFIX}/south/+/+/telemetry",
+        f"topic write {PREFIX}/south/gateway/gw-south-1/status",
+    ]
+    [warning] = [line for line in result.stderr.splitlines() if line.startswith("facmon: warning:")]
+    assert warning.startswith("facmon: warning: mqtt.url is mqtt://127.0.0.1:1883, not mqtts://")
+
+
+def test_no_clear_text_warning_with_tls(facility: Path, out: Path) -> None:
+    result = mosquitto_config(facility, out, FACMON_MQTT__URL="mqtts://broker.example:8883")
+    assert result.returncode == 0, result.stderr
+    assert "facmon: warning:" not in result.stderr
+
+
+def test_the_hash_is_the_one_mosquitto_passwd_writes(tmp_path: Path) -> None:
+    tool = shutil.which("mosquitto_passwd")
+    if tool is None:
+        pytest.skip("mosquitto_passwd is not installed")
+    subprocess.run([tool, "-c", "-b", str(tmp_path / "p"), "alice", "s3cret:with colon"], check=True)
+    _, theirs = (tmp_path / "p").read_text().strip().split(":", 1)
+    salt = base64.b64decode(theirs.split("$")[3])
+    assert hash_password("s3cret:with colon", salt=salt) == theirs
+    assert check_password("s3cret:with colon", theirs)
+    assert not check_password("s3cret", theirs)
+
+
+def test_gateway_publishes_its_sites_telemetry_and_status_which_facmon_receives(
+    configured: tuple[AuthBroker, dict[str, str]], clients: list[Client]
+) -> None:
+    broker, passwords = configured
+    facmon = Client(broker, "facmon", passwords["facmon"])
+    clients.append(facmon)
+    assert facmon.accepted
+    assert not facmon.subscribe(f"{PREFIX}/#").is_failure
+
+    status = f"{PREFIX}/north/gateway/gw-north-2/status"
+    gateway = Client(broker, "gw-north-2", passwords["gw-north-2"], will_topic=status)  # from the environment
+    clients.append(gateway)
+    assert gateway.accepted, gateway.connack
+    gateway.publish(status, b"online", retain=True)
+    gateway.publish(f"{PREFIX}/north/pump/p1/telemetry", b'{"pressure_bar": 4.1}')
+
+    eventually(lambda: len(facmon.messages) == 2, what="facmon receives status and telemetry")
+    assert facmon.messages == [(status, b"online"), (f"{PREFIX}/north/pump/p1/telemetry", b'{"pressure_bar": 4.1}')]
+
+    generated_one = Client(broker, "gw-south-1", passwords["gw-south-1"])  # a generated password works too
+    clients.append(generated_one)
+    assert generated_one.accepted
+
+
+def test_gateway_cannot_publish_for_another_site_or_another_gateway(
+    configured: tuple[AuthBroker, dict[str, str]], clients: list[Client]
+) -> None:
+    broker, passwords = configured
+    facmon = Client(broker, "facmon", passwords["facmon"])
+    clients.append(facmon)
+    facmon.subscribe(f"{PREFIX}/#")
+    gateway = Client(broker, "gw-north-1", passwords["gw-north-1"])
+    clients.append(gateway)
+
+    for forbidden in (
+        f"{PREFIX}/south/pump/p2/telemetry",  # another site's device
+        f"{PREFIX}/south/gateway/gw-north-1/status",  # its status under another site
+        f"{PREFIX}/north/gateway/gw-north-2/status",  # its neighbour's status
+        f"{PREFIX}/north/pump/p1/command",  # not telemetry
+    ):
+        gateway.publish(forbidden, b"forged")
+    allowed = f"{PREFIX}/north/pump/p1/telemetry"
+    gateway.publish(allowed, b'{"pressure_bar": 4.0}')
+
+    eventually(lambda: facmon.messages, what="facmon receives the allowed message")
+    assert facmon.topics() == [allowed]
+
+
+def test_gateway_reads_nothing(configured: tuple[AuthBroker, dict[str, str]], clients: list[Client]) -> None:
+    broker, passwords = configured
+    facmon = Client(broker, "facmon", passwords["facmon"])
+    clients.append(facmon)
+    facmon.subscribe(f"{PREFIX}/#")
+    reader = Client(broker, "gw-north-1", passwords["gw-north-1"])
+    clients.append(reader)
+    for topic in ("#", f"{PREFIX}/#", f"{PREFIX}/north/+/+/telemetry", f"{PREFIX}/north/pump/p1/telemetry"):
+        assert reader.subscribe(topic).is_failure, topic
+
+    writer = Client(broker, "gw-north-2", passwords["gw-north-2"])
+    clients.append(writer)
+    writer.publish(f"{PREFIX}/north/pump/p1/telemetry", b'{"pressure_bar": 4.0}')
+    eventually(lambda: facmon.messages, what="facmon receives the reading")
+    # Whatever the broker had sent the reader by now arrives before the acknowledgement of its next publish.
+    reader.publish(f"{PREFIX}/north/pump/p1/telemetry", b'{"pressure_bar": 4.0}')
+    assert reader.messages == []
+
+
+def test_wrong_password_or_unknown_user_is_refused(
+    configured: tuple[AuthBroker, dict[str, str]], clients: list[Client]
+) -> None:
+    broker, passwords = configured
+    for user, password in (
+        ("gw-north-1", "guess"),
+        ("gw-north-1", passwords["gw-north-2"]),
+        ("facmon", passwords["gw-north-1"]),
+        ("gw-nowhere", "guess"),
+    ):
+        client = Client(broker, user, password)
+        clients.append(client)
+        assert not client.accepted, (user, client.connack)
+    right = Client(broker, "gw-north-1", passwords["gw-north-1"])
+    clients.append(right)
+    assert right.accepted
+
+
+def test_rerun_keeps_given_passwords_and_generates_only_for_a_new_gateway(
+    facility: Path, out: Path, clients: list[Client]
+) -> None:
+    first = mosquitto_config(facility, out, FACMON_MQTT__PASSWORD="facmon-secret")
+    assert first.returncode == 0, first.stderr
+    given = generated(first.stdout)
+    before = passwd_lines(out)
+    broker = AuthBroker(out)
+    try:
+        # An installer adds a gateway to the south site; gw-north-2 is taken out of service.
+        facility.write_text(
+            FACILITY.replace("      - {id: gw-north-2}\n", "").replace(
+                "      - {id: gw-south-1}\n", "      - {id: gw-south-1}\n      - {id: gw-south-2}\n"
+            )
+        )
+        second = mosquitto_config(facility, out, FACMON_MQTT__PASSWORD="facmon-secret")
+        assert second.returncode == 0, second.stderr
+        assert list(generated(second.stdout)) == ["gw-south-2"]
+        after = passwd_lines(out)
+        assert list(after) == ["facmon", "gw-north-1", "gw-south-1", "gw-south-2"]
+        assert {user: after[user] for user in ("facmon", "gw-north-1", "gw-south-1")} == {
+            user: before[user] for user in ("facmon", "gw-north-1", "gw-south-1")
+        }
+        assert f"facmon: removed user 'gw-north-2' from {out / 'passwd'}: it is not in the config" in second.stderr
+
+        broker.reload()  # what the operator does: kill -HUP
+        new_password = generated(second.stdout)["gw-south-2"]
+
+        def new_gateway_admitted() -> bool:
+            client = Client(broker, "gw-south-2", new_password)
+            clients.append(client)
+            return client.accepted
+
+        eventually(new_gateway_admitted, what="the new gateway admitted after the reload")
+        kept = Client(broker, "gw-north-1", given["gw-north-1"])
+        clients.append(kept)
+        assert kept.accepted
+        removed = Client(broker, "gw-north-2", given["gw-north-2"])
+        clients.append(removed)
+        assert not removed.accepted
+    finally:
+        broker.stop()
+
+    inode = (out / "passwd").stat().st_ino
+    third = mosquitto_config(facility, out, FACMON_MQTT__PASSWORD="facmon-secret")
+    assert third.returncode == 0 and third.stdout == ""
+    assert "are up to date" in third.stderr
+    assert (out / "passwd").stat().st_ino == inode
+
+    rotated = mosquitto_config(facility, out, FACMON_MQTT__PASSWORD="facmon-new-secret")
+    assert "facmon: new password for user facmon from mqtt.password" in rotated.stderr
+    assert check_password("facmon-new-secret", passwd_lines(out)["facmon"])
+    assert {k: v for k, v in passwd_lines(out).items() if k != "facmon"} == {k: v for k, v in after.items() if k != "facmon"}
+
+
+def test_missing_mqtt_username_is_exit_1_with_one_line(facility: Path, out: Path) -> None:
+    facility.write_text(FACILITY.replace("  username: facmon\n", ""))
+    result = mosquitto_config(facility, out)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "facmon: error: mqtt.username is not set: mosquitto-config needs facmon's own broker user "
+        "(set it in the config or as FACMON_MQTT__USERNAME)"
+    ]
+    assert list(out.iterdir()) == []
+
+
+def test_empty_password_from_the_environment_is_exit_1(facility: Path, out: Path) -> None:
+    result = mosquitto_config(facility, out, FACMON_SITES__1__GATEWAYS__0__PASSWORD="")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "facmon: error: sites.1.gateways.0.password is empty: leave it unset to keep or generate a password"
+    ]
+    assert list(out.iterdir()) == []
