@@ -23,12 +23,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-# mosquitto for the integration tests; without root or apt the tests fall back to the embedded broker.
+# mosquitto and influxd for the integration tests; without root or apt the tests fall back to the embedded broker
+# and skip InfluxDB. The tests start their own influxd on free ports: the package's service is stopped and disabled,
+# so no influxd of the system holds port 8086.
 system-deps:
 	@if command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing mosquitto"; $(APT) update && $(APT) install -y mosquitto >/dev/null; \
 	else echo "mosquitto is not installed and this is not root: the tests use the embedded broker"; fi
+	@if [ -x /usr/bin/influxd ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing influxdb"; $(APT) update && $(APT) install -y influxdb >/dev/null && \
+	  if [ -d /run/systemd/system ]; then systemctl disable --now influxdb >/dev/null 2>&1 || true; \
+	  else /etc/init.d/influxdb stop >/dev/null 2>&1; update-rc.d influxdb disable >/dev/null 2>&1 || true; fi; \
+	else echo "influxd is not installed and this is not root: the InfluxDB tests are skipped"; fi
 
 test: install system-deps
 	$(BIN)/python -m pytest

@@ -169,7 +169,12 @@ def consume_facmon(config_path: Path, expect: int | None) -> dict[str, Any]:
 
 def facmon_config(work: Path, name: str, url: str, shared: bool) -> Path:
     data = yaml.safe_load(EXAMPLE.read_text())
-    data["mqtt"] = {"url": url, "topic_prefix": PREFIX, "client_id": f"bench-{name}"}
+    data["mqtt"] = {
+        "url": url,
+        "topic_prefix": PREFIX,
+        "client_id": f"bench-{name}",
+        "protocol": os.environ.get("BENCH_PROTOCOL", "5"),
+    }
     if shared:
         data["mqtt"]["shared_group"] = "bench"
     data["storage"] = {
@@ -207,13 +212,13 @@ def run_round(kind: str, broker: MosquittoBroker, messages: list[tuple[str, byte
         prepare_session(host, port, client_id, topic, v5=False)
         publish_all(host, port, messages)
         start = time.monotonic()
+        sub = shutil.which("mosquitto_sub") or "mosquitto_sub"
         subprocess.run(
-            ["mosquitto_sub", "-h", host, "-p", str(port), "-i", client_id, "-c", "-q", "1", "-t", topic,
-             "-C", str(n)],
+            [sub, "-h", host, "-p", str(port), "-i", client_id, "-c", "-q", "1", "-t", topic, "-C", str(n)],
             stdout=subprocess.DEVNULL,
             check=True,
             timeout=600,
-        )  # fmt: skip
+        )
         return n / (time.monotonic() - start)
     if kind == "paho":
         client_id = f"bench-paho-{r}"
@@ -227,7 +232,7 @@ def run_round(kind: str, broker: MosquittoBroker, messages: list[tuple[str, byte
     configs = [facmon_config(work, name, broker.url, shared) for name in names]
     for name in names:
         group = f"$share/bench/{topic}" if shared else topic
-        prepare_session(host, port, f"bench-{name}", group, v5=True)
+        prepare_session(host, port, f"bench-{name}", group, v5=os.environ.get("BENCH_PROTOCOL", "5") == "5")
     publish_all(host, port, messages)
     procs = [
         child(["--consume", "facmon", "--config", str(c), *(["--expect", str(n)] if not shared else [])])

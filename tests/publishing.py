@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+import weakref
 from typing import Any
 
 import orjson
@@ -39,8 +40,20 @@ class Gateway:
         self.client.loop_stop()
 
 
+_last_fed: weakref.WeakKeyDictionary[Service, dict[str, int]] = weakref.WeakKeyDictionary()
+
+
 def feed(service: Service, clock: Clock, device_type: str, device_id: str, payload: Any) -> None:
-    """Hand a message to the service's pipeline as the subscriber would, and process it at the clock's time."""
+    """Hand a message to the service's pipeline as the subscriber would, and process it at the clock's time.
+
+    An object without `ts` is stamped with the clock's time, a millisecond after the device's last reading at
+    least, as a gateway would: two readings of a device at the same ts are one reading sent twice.
+    """
+    if isinstance(payload, dict) and "ts" not in payload:
+        last = _last_fed.setdefault(service, {})
+        ts = max(int(clock.now().timestamp() * 1000), last.get(device_id, 0) + 1)
+        last[device_id] = ts
+        payload = {**payload, "ts": ts}
     raw = payload if isinstance(payload, bytes) else orjson.dumps(payload)
     topic = f"facility/riverside/{device_type}/{device_id}/telemetry"
     service.pipeline.process([Message(topic, raw, 1, 0, int(clock.now().timestamp() * 1000))])

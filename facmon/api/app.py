@@ -7,7 +7,17 @@ from fastapi import FastAPI
 from facmon import __version__
 from facmon.api import problems
 from facmon.api.deps import Services
-from facmon.api.routes import alarm_kpis, alarms, dashboard, devices, health, ingest, rules, work_orders
+from facmon.api.routes import (
+    alarm_kpis,
+    alarms,
+    dashboard,
+    devices,
+    gateways,
+    health,
+    ingest,
+    rules,
+    work_orders,
+)
 
 
 def create_app(services: Services) -> FastAPI:
@@ -18,6 +28,6 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     problems.install(app)
-    for module in (health, devices, alarm_kpis, alarms, rules, work_orders, ingest, dashboard):
+    for module in (health, devices, gateways, alarm_kpis, alarms, rules, work_orders, ingest, dashboard):
         app.include_router(module.router)
     return app

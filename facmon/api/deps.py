@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
+from prometheus_client import CollectorRegistry
 
 from facmon.facility.clock import Clock
 from facmon.facility.config import FacilityConfig
 from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import StateStore
-from facmon.ingest.presence import DevicePresence
+from facmon.ingest.presence import DevicePresence, GatewayPresence
 from facmon.ingest.storage import TelemetryStore
 from facmon.rules.processor import RuleProcessor
 
@@ -28,6 +29,9 @@ class Services:
     broker_connected: Callable[[], bool]
     alarms: RuleProcessor
     reload_rules: Callable[[], list[str]]
+    gateways: GatewayPresence = field(default_factory=lambda: GatewayPresence(()))
+    metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
+    seq_gaps: Callable[[str], int] = lambda _device_id: 0
 
 
 def get_services(request: Request) -> Services:

@@ -55,6 +55,16 @@ class DevicePublic(BaseModel):
     latest_at: datetime | None = Field(description="Time of the newest reading")
     latest: dict[str, Value] = Field(description="Newest value of each field")
     active_alarms: int
+    seq_gaps: int = Field(0, description="Readings missing by the device's `seq` numbers since facmon started")
+
+
+class GatewayPublic(BaseModel):
+    id: str
+    site: str
+    name: str | None
+    status: str = Field(description="`online`, `offline` (its own word or its will), `unknown` (not heard from)")
+    since: datetime | None = Field(description="When facmon heard the status change")
+    registered: bool = Field(description="Whether the config names this gateway")
 
 
 class AlarmPublic(BaseModel):

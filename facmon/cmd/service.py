@@ -11,6 +11,7 @@ from pathlib import Path
 from types import FrameType
 
 import uvicorn
+from prometheus_client import CollectorRegistry
 
 from facmon.alerts.notify import Notifier, build_notifiers
 from facmon.alerts.work_orders import WorkOrderPolicy
@@ -21,9 +22,12 @@ from facmon.facility.config import FacilityConfig, load_config
 from facmon.facility.errors import ConfigError, ConfigProblem
 from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import StateStore
+from facmon.facility.topics import parse_gateway_status_topic
 from facmon.ingest.decode import Decoder
+from facmon.ingest.metrics import IngestMetrics
 from facmon.ingest.pipeline import IngestPipeline
-from facmon.ingest.presence import DevicePresence
+from facmon.ingest.presence import DevicePresence, GatewayPresence
+from facmon.ingest.spool import Spool
 from facmon.ingest.storage import open_telemetry_store
 from facmon.ingest.subscriber import Message, MqttSubscriber
 from facmon.rules.conditions import RuleSet
@@ -52,6 +56,9 @@ class Service:
         self.state = StateStore.open(config.storage.state_url)
         self.telemetry = open_telemetry_store(config.storage.telemetry, self.registry)
         self.presence = DevicePresence(config.ingest.stale_after, config.ingest.offline_after)
+        self.gateways = GatewayPresence((site.id, gw.id) for site in config.sites for gw in site.gateways)
+        self.metrics = CollectorRegistry()
+        self.spool = Spool(config.storage.spool.path, config.storage.spool.max_readings)
         for device in self.registry:
             latest = self.telemetry.latest(device.id)
             if latest is not None:
@@ -68,10 +75,12 @@ class Service:
             self.state,
             self.presence,
             self.clock,
+            spool=self.spool,
+            metrics=IngestMetrics(self.metrics),
             acknowledge=self._acknowledge,
             batch_size=config.ingest.batch_size,
         )
-        self.subscriber = MqttSubscriber(config.mqtt, self.pipeline.submit)
+        self.subscriber = MqttSubscriber(config.mqtt, self.pipeline.submit, on_status=self._on_gateway_status)
 
         self.rules = RuleProcessor(RuleSet.compile(config.rules, self.registry), self.registry, self.state)
         self.rules.restore(self.clock.now())
@@ -100,11 +109,26 @@ class Service:
                 broker_connected=lambda: self.subscriber.connected,
                 alarms=self.rules,
                 reload_rules=self.reload_rules,
+                gateways=self.gateways,
+                metrics=self.metrics,
+                seq_gaps=self.pipeline.duplicates.gaps,
             )
         )
 
     def _acknowledge(self, message: Message) -> None:
         self.subscriber.ack(message)
+
+    def _on_gateway_status(self, topic: str, payload: bytes) -> None:
+        parts = parse_gateway_status_topic(topic, self.config.mqtt.topic_prefix)
+        if parts is None:
+            return
+        now_ms = int(self.clock.now().timestamp() * 1000)
+        before = {(g.site, g.gateway_id): g.status for g in self.gateways.all()}
+        snapshot = self.gateways.observe(*parts, payload, now_ms)
+        if snapshot is None:
+            log.warning("gateway status on %s is not 'online' or 'offline': ignored", topic)
+        elif before.get(parts) is not snapshot.status:
+            log.info("gateway %s of site %s is %s", snapshot.gateway_id, snapshot.site, snapshot.status)
 
     def start(self) -> None:
         self.pipeline.start()
@@ -126,6 +150,7 @@ class Service:
         self.subscriber.stop()
         self.pipeline.stop()
         self.rules.flush(self.clock.now())
+        self.spool.close()
         self.telemetry.close()
         self.state.close()
 

@@ -2,7 +2,8 @@
 
 IngestError
 ├── PayloadError           a message breaks the telemetry contract; its text is the reject reason
-└── TelemetryStoreError    the telemetry store cannot be opened or written; the batch is retried, not acked
+├── TelemetryStoreError    the telemetry store cannot be opened or written; the batch goes to the spool
+└── SpoolError             the spool is full or cannot be written; the batch is retried, not acked
 """
 
 
@@ -15,4 +16,8 @@ class PayloadError(IngestError):
 
 
 class TelemetryStoreError(IngestError):
+    pass
+
+
+class SpoolError(IngestError):
     pass

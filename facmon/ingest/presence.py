@@ -62,3 +62,49 @@ class DevicePresence:
         if silent_ms <= self._offline_ms:
             return Presence.STALE
         return Presence.OFFLINE
+
+
+class GatewayStatus(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+    UNKNOWN = "unknown"  # registered, but no status heard since facmon started
+
+
+@dataclass(frozen=True, slots=True)
+class GatewaySnapshot:
+    site: str
+    gateway_id: str
+    status: GatewayStatus
+    since_ms: int | None
+    registered: bool
+
+
+class GatewayPresence:
+    """Each gateway's last word on its status topic: `online`, or `offline` (said by it, or by its will).
+
+    The broker retains the latest status, so a restart of facmon learns every gateway's state on subscribing.
+    Gateways missing from the config are kept too, marked unregistered, so that a stray one is seen.
+    """
+
+    def __init__(self, registered: Iterable[tuple[str, str]]) -> None:
+        self._snapshots = {
+            (site, gw): GatewaySnapshot(site, gw, GatewayStatus.UNKNOWN, None, True) for site, gw in registered
+        }
+        self._registered = set(self._snapshots)
+
+    def observe(self, site: str, gateway_id: str, payload: bytes, now_ms: int) -> GatewaySnapshot | None:
+        """Record a status message; None (and nothing changed) when the payload is not `online` or `offline`."""
+        text = payload.decode("utf-8", errors="replace").strip().lower()
+        if text not in (GatewayStatus.ONLINE, GatewayStatus.OFFLINE):
+            return None
+        key = (site, gateway_id)
+        old = self._snapshots.get(key)
+        status = GatewayStatus(text)
+        if old is not None and old.status is status:
+            return old
+        snapshot = GatewaySnapshot(site, gateway_id, status, now_ms, key in self._registered)
+        self._snapshots[key] = snapshot
+        return snapshot
+
+    def all(self) -> list[GatewaySnapshot]:
+        return sorted(self._snapshots.values(), key=lambda g: (g.site, g.gateway_id))

@@ -94,7 +94,7 @@ class MqttSubscriber:
         """Connect in the background; paho reconnects with backoff whenever the connection drops."""
         keepalive = int(self._config.keepalive.total_seconds())
         if self._v5:
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = int(self._config.session_expiry.total_seconds())
             # Clean start off: the broker keeps our subscription and queues messages while we are away.
             self._client.connect_async(
@@ -154,10 +154,11 @@ class MqttSubscriber:
 
     def _on_message(self, client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         topic = msg.topic
+        payload = bytes(msg.payload)  # already bytes from the wire; typed bytes | bytearray
         if topic.endswith("/status"):
             if msg.qos:
                 client.ack(msg.mid, msg.qos)
             if self._on_status is not None:
-                self._on_status(topic, msg.payload)
+                self._on_status(topic, payload)
             return
-        self._handle(Message(topic, msg.payload, msg.mid, msg.qos, time.time_ns() // 1_000_000, self._connection))
+        self._handle(Message(topic, payload, msg.mid, msg.qos, time.time_ns() // 1_000_000, self._connection))

@@ -69,9 +69,7 @@ class AlarmListener(Protocol):
 class RuleProcessor:
     """Holds the engine state between readings; the state store is the truth it is rebuilt from on start."""
 
-    def __init__(
-        self, rules: RuleSet, registry: DeviceRegistry, store: StateStore, *, save_every: float = 1.0
-    ) -> None:
+    def __init__(self, rules: RuleSet, registry: DeviceRegistry, store: StateStore, *, save_every: float = 1.0) -> None:
         self._rules = rules
         self._registry = registry
         self._store = store

@@ -100,4 +100,5 @@ def _public(services: Services, device: Device, active_alarms: int) -> DevicePub
         latest_at=from_epoch_ms(snapshot.latest_ts_ms, tz) if snapshot else None,
         latest=dict(snapshot.latest) if snapshot else {},
         active_alarms=active_alarms,
+        seq_gaps=services.seq_gaps(device.id),
     )

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from facmon.api.deps import ServicesDep
 from facmon.api.schemas import Health, Readiness
@@ -41,3 +42,13 @@ def readyz(services: ServicesDep) -> Readiness | JSONResponse:
         status_code=503,
         media_type="application/problem+json",
     )
+
+
+@router.get(
+    "/metrics",
+    summary="Metrics in the Prometheus text format: ingest counts, rejects by reason, write latency, spool",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+)
+def metrics(services: ServicesDep) -> Response:
+    return Response(generate_latest(services.metrics), media_type=CONTENT_TYPE_LATEST)

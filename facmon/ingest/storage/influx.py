@@ -34,7 +34,9 @@ from facmon.ingest.errors import TelemetryStoreError
 from facmon.ingest.storage import Aggregate, Point, TelemetryStore
 from facmon.ingest.storage.lineproto import LineEncoder
 
-# Lines per write request: a large batch (a spool being drained) goes in several requests, each all or nothing.
+# Lines per write request: a large batch (a spool being drained) goes in several requests. Each is all or nothing
+# as far as InfluxDB allows: a line it refuses (a field type conflict) fails the request, though it keeps the
+# other lines; the batch is then resent, and what was kept is stored once.
 WRITE_CHUNK = 5000
 
 # InfluxDB's time range, in ns: a query's bounds are clamped to it.
@@ -169,7 +171,7 @@ class InfluxV1Store:
         if username is not None:
             headers.update(urllib3.make_headers(basic_auth=f"{username}:{password or ''}"))
         self._http = urllib3.PoolManager(
-            headers=headers, timeout=urllib3.Timeout(total=timeout_s), retries=False, maxsize=4
+            headers=headers, timeout=urllib3.Timeout(total=timeout_s), retries=False, maxsize=8
         )
         write_params = {"db": database, "precision": "ms"}
         if retention_policy:
@@ -203,7 +205,10 @@ class InfluxV1Store:
         where = f"WHERE {influxql_identifier('device_id')} = {influxql_string(device_id)}"
         measurement = self._measurement(device_type)
         # One statement per field: LAST over several fields at once answers time 0, not each value's ts.
-        statements = [f"SELECT LAST({influxql_identifier(n)}) FROM {measurement} {where}" for n in names]
+        statements = [
+            f"SELECT LAST({influxql_identifier(n)}) FROM {measurement} {where}"  # noqa: S608 - names from FIELDS
+            for n in names
+        ]
         results = self._query("; ".join(statements))
         newest = 0
         fields: dict[str, Scalar] = {}
@@ -327,25 +332,25 @@ _FLUX_FN = {
     Aggregate.COUNT: "count",
 }
 
-_FLUX_SERIES = """from(bucket: params.bucket)
-  |> range(start: params.start, stop: params.stop)
-  |> filter(fn: (r) => r._measurement == params.measurement and r.device_id == params.device_id)"""
+# Every value is a query parameter: influxdb-client sends `params` as Flux options beside the query text (the
+# `extern` of the query API), so a device id is a string value and is never read as Flux.
+_FLUX_SERIES = """from(bucket: p_bucket)
+  |> range(start: p_start, stop: p_stop)
+  |> filter(fn: (r) => r._measurement == p_measurement and r.device_id == p_device_id"""
 
-_FLUX_RAW = f"""{_FLUX_SERIES}
-  |> filter(fn: (r) => r._field == params.field)
+_FLUX_RAW = f"""{_FLUX_SERIES} and r._field == p_field)
   |> keep(columns: ["_time", "_value"])"""
 
-# `group()` first: a device that moved building has two series, and a window covers both.
+# from |> range |> filter |> aggregateWindow is the shape InfluxDB computes in its storage engine, so a year of
+# history is not read row by row. Windows start at multiples of `every` since the epoch (offset 0s).
 _FLUX_WINDOWED = (
     _FLUX_SERIES
-    + """
-  |> filter(fn: (r) => r._field == params.field)
-  |> keep(columns: ["_time", "_value"])
-  |> group()
-  |> aggregateWindow(every: params.every, fn: {fn}, createEmpty: false, timeSrc: "_start")"""
+    + """ and r._field == p_field)
+  |> aggregateWindow(every: p_every, fn: {fn}, createEmpty: false, timeSrc: "_start")
+  |> keep(columns: ["_time", "_value"])"""
 )
 
-_FLUX_LATEST = f"""{_FLUX_SERIES}
+_FLUX_LATEST = f"""{_FLUX_SERIES})
   |> last()
   |> keep(columns: ["_time", "_field", "_value"])"""
 
@@ -437,18 +442,22 @@ class InfluxV2Store:
             return []  # names from the contract only
         device_type, kind = found
         params: dict[str, object] = self._params(device_type, device_id, _flux_time(start_ms), _flux_time(stop_ms))
-        params["field"] = field
+        params["p_field"] = field
         if every_ms is None:
             flux, wanted = _FLUX_RAW, None
         else:
             flux, wanted = _FLUX_WINDOWED.format(fn=_FLUX_FN[agg]), agg
-            params["every"] = timedelta(milliseconds=int(every_ms))
+            params["p_every"] = timedelta(milliseconds=int(every_ms))
         points = [
             Point(_ms(record.values["_time"]), _aggregated(wanted, kind, record.values["_value"]))
             for table in self._flux(flux, params)
             for record in table.records
             if record.values.get("_value") is not None
         ]
+        if every_ms is not None:
+            # Flux cuts the first window's _start to the range's start: name each window by its aligned start.
+            every = int(every_ms)
+            points = [Point(p.ts_ms - p.ts_ms % every, p.value) for p in points]
         points.sort(key=lambda p: p.ts_ms)
         return points
 
@@ -461,16 +470,16 @@ class InfluxV2Store:
         self._call("ping", self._client.version)
 
     def close(self) -> None:
-        self._write_api.close()
-        self._client.close()
+        self._write_api.close()  # type: ignore[no-untyped-call]
+        self._client.close()  # type: ignore[no-untyped-call]
 
     def _params(self, device_type: DeviceType, device_id: str, start: datetime, stop: datetime) -> dict[str, object]:
         return {
-            "bucket": self.bucket,
-            "measurement": str(device_type),
-            "device_id": device_id,
-            "start": start,
-            "stop": stop,
+            "p_bucket": self.bucket,
+            "p_measurement": str(device_type),
+            "p_device_id": device_id,
+            "p_start": start,
+            "p_stop": stop,
         }
 
     def _flux(self, flux: str, params: dict[str, object]) -> list[Any]:

@@ -1,6 +1,6 @@
 """InfluxDB line protocol for readings: a measurement per device type, the device's place as tags, typed fields.
 
-    pump,building=A,device_id=pump-1,device_type=pump,site=riverside pressure_bar=4.0,pump_running=true,seq=17i 1700000000000
+    pump,building=A,device_id=p1,device_type=pump,site=north pressure_bar=4.0,pump_running=true,seq=7i 1700000000000
 
 Fields are typed by the payload contract, never by the value: a number is always written as a float (`230` as
 `230.0`) and an integer always with `i`, so a field never changes type, which InfluxDB refuses. A null is left

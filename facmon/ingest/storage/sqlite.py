@@ -4,7 +4,11 @@ Like InfluxDB's measurement per device type, each table has a column per field o
 by it (REAL for numbers, INTEGER for integers and booleans, TEXT for strings): a reading is one row, which keeps
 the write path to one insert per message. A reading at the same device and ts as a stored one is merged into
 it, field by field, so a resend is stored once.
+
+Table and column names in the SQL below come from the payload contract (DeviceType, FIELDS) only, never from
+a request: values are always bound parameters.
 """
+# ruff: noqa: S608
 
 from __future__ import annotations
 
@@ -89,7 +93,9 @@ class SqliteTelemetryStore:
         rows: dict[DeviceType, list[tuple[Scalar, ...]]] = defaultdict(list)
         types = self._types
         for r in readings:
-            device_type = types[r.device_id]
+            device_type = types.get(r.device_id)
+            if device_type is None:
+                raise TelemetryStoreError(f"cannot write to {self.path}: device {r.device_id!r} is not registered")
             fields = r.fields
             rows[device_type].append((r.device_id, r.ts_ms, r.seq, *map(fields.get, _COLUMNS[device_type])))
         if not rows:
@@ -115,11 +121,14 @@ class SqliteTelemetryStore:
         newest = 0
         fields: dict[str, Scalar] = {}
         for name in _COLUMNS[device_type]:
-            row = conn.execute(
-                f"SELECT ts, {name} FROM {device_type} WHERE device_id = ? AND {name} IS NOT NULL "
-                "ORDER BY ts DESC LIMIT 1",
-                (device_id,),
-            ).fetchone()
+            try:
+                row = conn.execute(
+                    f"SELECT ts, {name} FROM {device_type} WHERE device_id = ? AND {name} IS NOT NULL "
+                    "ORDER BY ts DESC LIMIT 1",
+                    (device_id,),
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise TelemetryStoreError(f"cannot read {self.path}: {exc}") from None
             if row is None:
                 continue
             ts, value = row
