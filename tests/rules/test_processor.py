@@ -213,3 +213,24 @@ def test_acknowledging_many_is_one_transaction(
     with pytest.raises(StateStoreError):
         p.acknowledge(ids, "li", at)
     assert {store.get_alarm(i).state for i in ids} == {AlarmState.ACTIVE_UNACKED}
+
+
+def test_history_alone_is_saved_at_most_every_interval_and_on_flush(
+    ruleset: RuleSet, registry: DeviceRegistry, store: StateStore
+) -> None:
+    p = RuleProcessor(ruleset, registry, store, save_every=3600)
+    p.restore()
+    feed(p, 4.0, 0)  # the first reading makes memory: a condition's state, saved at once
+    saved = store.load_rule_state()
+    key = ("pump-pressure-low", "pump-1")
+    assert saved[key]["values"] == {"pressure_bar": 4.0}
+
+    feed(p, 4.1, 1)  # normal again, only the latest value moved: left for later
+    assert store.load_rule_state()[key]["values"] == {"pressure_bar": 4.0}
+
+    feed(p, 2.5, 2)  # a condition begins: saved with its alarm, history with it
+    assert store.load_rule_state()[key]["values"] == {"pressure_bar": 2.5}
+    feed(p, 2.6, 3)
+    assert store.load_rule_state()[key]["values"] == {"pressure_bar": 2.5}
+    p.flush(T0 + timedelta(minutes=3))
+    assert store.load_rule_state()[key]["values"] == {"pressure_bar": 2.6}
