@@ -184,14 +184,14 @@ def write_mosquitto_config(
     wanted = accounts(config)
     if not out_dir.is_dir():
         raise MosquittoConfigError(f"{out_dir}: no such directory")
+    passwd_path, acl_path = out_dir / "passwd", out_dir / "acl"
+    plan = plan_passwd(wanted, read_passwd(passwd_path))
     if not config.mqtt.tls:
         print(
             f"facmon: warning: mqtt.url is {config.mqtt.url}, not mqtts://: "
             "broker passwords travel in clear text without TLS",
             file=stderr,
         )
-    passwd_path, acl_path = out_dir / "passwd", out_dir / "acl"
-    plan = plan_passwd(wanted, read_passwd(passwd_path))
     command = shlex.join(["facmon", "mosquitto-config", "--config", str(config_path), "--out", str(out_dir)])
     changed = _replace(passwd_path, plan.render(), mode=0o600)
     changed |= _replace(acl_path, render_acl(config, command), mode=0o644)
@@ -226,23 +226,25 @@ def _secret(value: SecretStr | None, where: str) -> str | None:
 
 def _check_text(value: str, where: str, *, user: bool = False) -> None:
     # A newline would end the ACL line and start another rule; ':' ends a user name in the password file.
-    bad = any(not c.isprintable() for c in value) or (user and (":" in value or value != value.strip()))
-    if not value or bad:
-        raise MosquittoConfigError(
-            f"{where} {value!r} cannot be a broker "
-            + ("user name (no ':', control characters or surrounding spaces)" if user else "topic")
-        )
+    if user:
+        ok = bool(value) and value == value.strip() and ":" not in value and value.isprintable()
+        what = "user name (no ':', control characters or surrounding spaces)"
+    else:
+        ok = value.isprintable()
+        what = "topic prefix (no control characters)"
+    if not ok:
+        raise MosquittoConfigError(f"{where} {value!r} cannot be a broker {what}")
 
 
 def _replace(path: Path, text: str, *, mode: int) -> bool:
     """Write through a temporary file and a rename, unless unchanged; a replaced file keeps its owner and group."""
+    old: os.stat_result | None
     try:
         old = path.stat()
     except FileNotFoundError:
         old = None
-    else:
-        if old.st_mode & 0o777 == mode and path.read_bytes() == text.encode():
-            return False  # leave the file, its time and its inode alone
+    if old is not None and old.st_mode & 0o777 == mode and path.read_bytes() == text.encode():
+        return False  # leave the file, its time and its inode alone
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as file:

@@ -122,11 +122,19 @@ class AuthBroker:
 class Client:
     """A paho client that keeps what it is told: its CONNACK, its SUBACKs and the messages it receives."""
 
-    def __init__(self, broker: AuthBroker, user: str, password: str, will_topic: str | None = None) -> None:
+    def __init__(
+        self,
+        broker: AuthBroker,
+        user: str,
+        password: str,
+        will_topic: str | None = None,
+        client_id: str | None = None,
+    ) -> None:
         self.connack: ReasonCode | None = None
         self.subacks: dict[int, list[ReasonCode]] = {}
         self.messages: list[tuple[str, bytes]] = []
-        self.mqtt = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{user}-{uuid.uuid4().hex[:8]}")
+        self.dropped = False
+        self.mqtt = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"test-{uuid.uuid4().hex[:8]}")
         self.mqtt.username_pw_set(user, password)
         if will_topic:
             self.mqtt.will_set(will_topic, b"offline", qos=1, retain=True)
@@ -145,7 +153,7 @@ class Client:
         self.subacks[mid] = codes
 
     def _on_message(self, client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self.messages.append((message.topic, message.payload))
+        self.messages.append((message.topic, bytes(message.payload)))
 
     @property
     def accepted(self) -> bool:
@@ -153,7 +161,8 @@ class Client:
 
     def subscribe(self, topic: str) -> ReasonCode:
         _, mid = self.mqtt.subscribe(topic, qos=1)
-        [code] = eventually(lambda: self.subacks.get(mid), what=f"SUBACK for {topic}")
+        assert mid is not None
+        [code] = eventually(lambda: self.subacks.get(mid, []), what=f"SUBACK for {topic}")
         return code
 
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
@@ -163,9 +172,18 @@ class Client:
     def topics(self) -> list[str]:
         return [topic for topic, _ in self.messages]
 
-    def close(self) -> None:
-        self.mqtt.disconnect()
+    def drop(self) -> None:
+        """Lose the connection without a DISCONNECT, as a gateway losing power does: the broker sends the will."""
+        self.dropped = True
         self.mqtt.loop_stop()
+        sock = self.mqtt.socket()
+        assert isinstance(sock, socket.socket)
+        sock.close()
+
+    def close(self) -> None:
+        if not self.dropped:
+            self.mqtt.disconnect()
+            self.mqtt.loop_stop()
 
 
 @pytest.fixture
@@ -261,7 +279,7 @@ def test_the_hash_is_the_one_mosquitto_passwd_writes(tmp_path: Path) -> None:
     assert not check_password("s3cret", theirs)
 
 
-def test_gateway_publishes_its_sites_telemetry_and_status_which_facmon_receives(
+def test_gateway_publishes_its_sites_telemetry_status_and_will_which_facmon_receives(
     configured: tuple[AuthBroker, dict[str, str]], clients: list[Client]
 ) -> None:
     broker, passwords = configured
@@ -270,15 +288,26 @@ def test_gateway_publishes_its_sites_telemetry_and_status_which_facmon_receives(
     assert facmon.accepted
     assert not facmon.subscribe(f"{PREFIX}/#").is_failure
 
-    status = f"{PREFIX}/north/gateway/gw-north-2/status"
-    gateway = Client(broker, "gw-north-2", passwords["gw-north-2"], will_topic=status)  # from the environment
+    status, telemetry = f"{PREFIX}/north/gateway/gw-north-2/status", f"{PREFIX}/north/pump/p1/telemetry"
+    gateway = Client(broker, "gw-north-2", passwords["gw-north-2"], will_topic=status, client_id="gw-north-2")
     clients.append(gateway)
-    assert gateway.accepted, gateway.connack
+    assert gateway.accepted, gateway.connack  # its password came from the environment
     gateway.publish(status, b"online", retain=True)
-    gateway.publish(f"{PREFIX}/north/pump/p1/telemetry", b'{"pressure_bar": 4.1}')
-
+    gateway.publish(telemetry, b'{"pressure_bar": 4.1}')
     eventually(lambda: len(facmon.messages) == 2, what="facmon receives status and telemetry")
-    assert facmon.messages == [(status, b"online"), (f"{PREFIX}/north/pump/p1/telemetry", b'{"pressure_bar": 4.1}')]
+
+    gateway.drop()
+    # The broker has sent the old connection's will at the latest when the same client id connects again.
+    back = Client(broker, "gw-north-2", passwords["gw-north-2"], client_id="gw-north-2")
+    clients.append(back)
+    back.publish(telemetry, b'{"pressure_bar": 4.2}')
+    eventually(lambda: len(facmon.messages) == 4, what="facmon receives the will and the next reading")
+    assert facmon.messages == [
+        (status, b"online"),
+        (telemetry, b'{"pressure_bar": 4.1}'),
+        (status, b"offline"),
+        (telemetry, b'{"pressure_bar": 4.2}'),
+    ]
 
     generated_one = Client(broker, "gw-south-1", passwords["gw-south-1"])  # a generated password works too
     clients.append(generated_one)
@@ -292,18 +321,22 @@ def test_gateway_cannot_publish_for_another_site_or_another_gateway(
     facmon = Client(broker, "facmon", passwords["facmon"])
     clients.append(facmon)
     facmon.subscribe(f"{PREFIX}/#")
-    gateway = Client(broker, "gw-north-1", passwords["gw-north-1"])
+    neighbour_status = f"{PREFIX}/north/gateway/gw-north-2/status"
+    gateway = Client(broker, "gw-north-1", passwords["gw-north-1"], will_topic=neighbour_status, client_id="gw-north-1")
     clients.append(gateway)
 
     for forbidden in (
         f"{PREFIX}/south/pump/p2/telemetry",  # another site's device
         f"{PREFIX}/south/gateway/gw-north-1/status",  # its status under another site
-        f"{PREFIX}/north/gateway/gw-north-2/status",  # its neighbour's status
+        neighbour_status,
         f"{PREFIX}/north/pump/p1/command",  # not telemetry
     ):
         gateway.publish(forbidden, b"forged")
+    gateway.drop()  # and its will, on its neighbour's status, is not sent either
+    back = Client(broker, "gw-north-1", passwords["gw-north-1"], client_id="gw-north-1")
+    clients.append(back)
     allowed = f"{PREFIX}/north/pump/p1/telemetry"
-    gateway.publish(allowed, b'{"pressure_bar": 4.0}')
+    back.publish(allowed, b'{"pressure_bar": 4.0}')
 
     eventually(lambda: facmon.messages, what="facmon receives the allowed message")
     assert facmon.topics() == [allowed]
@@ -314,15 +347,17 @@ def test_gateway_reads_nothing(configured: tuple[AuthBroker, dict[str, str]], cl
     facmon = Client(broker, "facmon", passwords["facmon"])
     clients.append(facmon)
     facmon.subscribe(f"{PREFIX}/#")
-    reader = Client(broker, "gw-north-1", passwords["gw-north-1"])
-    clients.append(reader)
-    for topic in ("#", f"{PREFIX}/#", f"{PREFIX}/north/+/+/telemetry", f"{PREFIX}/north/pump/p1/telemetry"):
-        assert reader.subscribe(topic).is_failure, topic
-
     writer = Client(broker, "gw-north-2", passwords["gw-north-2"])
     clients.append(writer)
+    writer.publish(f"{PREFIX}/north/gateway/gw-north-2/status", b"online", retain=True)
+
+    reader = Client(broker, "gw-north-1", passwords["gw-north-1"])
+    clients.append(reader)
+    # Mosquitto 2.0 grants the subscriptions and then withholds every message, retained ones included.
+    for topic in ("#", f"{PREFIX}/#", f"{PREFIX}/north/+/+/telemetry", f"{PREFIX}/north/gateway/+/status"):
+        reader.subscribe(topic)
     writer.publish(f"{PREFIX}/north/pump/p1/telemetry", b'{"pressure_bar": 4.0}')
-    eventually(lambda: facmon.messages, what="facmon receives the reading")
+    eventually(lambda: len(facmon.messages) == 2, what="facmon receives the status and the reading")
     # Whatever the broker had sent the reader by now arrives before the acknowledgement of its next publish.
     reader.publish(f"{PREFIX}/north/pump/p1/telemetry", b'{"pressure_bar": 4.0}')
     assert reader.messages == []
@@ -398,7 +433,9 @@ def test_rerun_keeps_given_passwords_and_generates_only_for_a_new_gateway(
     rotated = mosquitto_config(facility, out, FACMON_MQTT__PASSWORD="facmon-new-secret")
     assert "facmon: new password for user facmon from mqtt.password" in rotated.stderr
     assert check_password("facmon-new-secret", passwd_lines(out)["facmon"])
-    assert {k: v for k, v in passwd_lines(out).items() if k != "facmon"} == {k: v for k, v in after.items() if k != "facmon"}
+    assert {k: v for k, v in passwd_lines(out).items() if k != "facmon"} == {
+        k: v for k, v in after.items() if k != "facmon"
+    }
 
 
 def test_missing_mqtt_username_is_exit_1_with_one_line(facility: Path, out: Path) -> None:
@@ -420,3 +457,14 @@ def test_empty_password_from_the_environment_is_exit_1(facility: Path, out: Path
         "facmon: error: sites.1.gateways.0.password is empty: leave it unset to keep or generate a password"
     ]
     assert list(out.iterdir()) == []
+
+
+def test_a_corrupt_password_file_is_exit_1_and_left_alone(facility: Path, out: Path) -> None:
+    (out / "passwd").write_text("facmon:$7$101$abc$def\nnot an entry\n")
+    result = mosquitto_config(facility, out)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"facmon: error: {out / 'passwd'}:2: not a 'user:hash' line of a Mosquitto password file"
+    ]
+    assert (out / "passwd").read_text() == "facmon:$7$101$abc$def\nnot an entry\n"
+    assert not (out / "acl").exists()
