@@ -167,13 +167,13 @@ def consume_facmon(config_path: Path, expect: int | None) -> dict[str, Any]:
     return {"count": seen, "start": start, "last": last, "accepted": pipeline.accepted}
 
 
-def facmon_config(work: Path, name: str, url: str, shared: bool) -> Path:
+def facmon_config(work: Path, name: str, url: str, shared: bool, protocol: str) -> Path:
     data = yaml.safe_load(EXAMPLE.read_text())
     data["mqtt"] = {
         "url": url,
         "topic_prefix": PREFIX,
         "client_id": f"bench-{name}",
-        "protocol": os.environ.get("BENCH_PROTOCOL", "5"),
+        "protocol": protocol,
     }
     if shared:
         data["mqtt"]["shared_group"] = "bench"
@@ -203,7 +203,9 @@ def result_of(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
     return result
 
 
-def run_round(kind: str, broker: MosquittoBroker, messages: list[tuple[str, bytes]], work: Path, r: int) -> float:
+def run_round(
+    kind: str, broker: MosquittoBroker, messages: list[tuple[str, bytes]], work: Path, r: int, protocol: str
+) -> float:
     n = len(messages)
     host, port = broker.host, broker.port
     topic = telemetry_filter(PREFIX)
@@ -229,10 +231,10 @@ def run_round(kind: str, broker: MosquittoBroker, messages: list[tuple[str, byte
         return _rate(n, [result])
     names = [f"{kind}-{r}"] if kind == "facmon" else [f"{kind}-{r}-a", f"{kind}-{r}-b"]
     shared = kind == "facmon-x2"
-    configs = [facmon_config(work, name, broker.url, shared) for name in names]
+    configs = [facmon_config(work, name, broker.url, shared, protocol) for name in names]
     for name in names:
         group = f"$share/bench/{topic}" if shared else topic
-        prepare_session(host, port, f"bench-{name}", group, v5=os.environ.get("BENCH_PROTOCOL", "5") == "5")
+        prepare_session(host, port, f"bench-{name}", group, v5=protocol == "5")
     publish_all(host, port, messages)
     procs = [
         child(["--consume", "facmon", "--config", str(c), *(["--expect", str(n)] if not shared else [])])
@@ -255,6 +257,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of all consumers (default 3)")
     parser.add_argument("--only", choices=CONSUMERS, action="append", help="run only these consumers")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--protocol", choices=("3.1.1", "5"), default="3.1.1", help="facmon's MQTT version")
     parser.add_argument("--consume", choices=("paho", "facmon"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--client-id", help=argparse.SUPPRESS)
@@ -281,7 +284,7 @@ def main() -> None:
         try:
             for r in range(args.rounds):
                 for kind in kinds:
-                    rate = run_round(kind, broker, messages, Path(tmp), r)
+                    rate = run_round(kind, broker, messages, Path(tmp), r, args.protocol)
                     rates[kind].append(rate)
                     print(f"round {r + 1}: {kind} {rate:,.0f} msg/s", file=sys.stderr)
         finally:
@@ -291,6 +294,7 @@ def main() -> None:
         "benchmark": "ingest_drain",
         "messages": args.messages,
         "rounds": args.rounds,
+        "facmon_mqtt_protocol": args.protocol,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "rates_msg_s": medians,
         "all_rates_msg_s": {k: [round(x) for x in v] for k, v in rates.items()},

@@ -92,7 +92,6 @@ def example_config(tmp_path: Path, broker: Broker, **env: str) -> FacilityConfig
             "FACMON_STORAGE__TELEMETRY__PATH": str(tmp_path / "telemetry.db"),
             "FACMON_STORAGE__SPOOL__PATH": str(tmp_path / "spool.db"),
             "FACMON_STORAGE__STATE_URL": f"sqlite:///{tmp_path / 'state.db'}",
-            "FACMON_MQTT__PROTOCOL": "3.1.1" if broker.kind == "embedded" else "5",
             **env,
         },
     )

@@ -53,8 +53,6 @@ def run_demo(
             "FACMON_STORAGE__TELEMETRY__PATH": str(data_dir / "telemetry.db"),
             "FACMON_STORAGE__SPOOL__PATH": str(data_dir / "spool.db"),
             "FACMON_STORAGE__STATE_URL": f"sqlite:///{data_dir / 'state.db'}",
-            # The embedded broker (amqtt) speaks MQTT 3.1.1 only.
-            "FACMON_MQTT__PROTOCOL": "3.1.1" if broker.kind == "embedded" else "5",
             "FACMON_API__HOST": host,
             "FACMON_API__PORT": str(port),
         }

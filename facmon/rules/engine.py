@@ -27,9 +27,14 @@ ConditionKey = tuple[str, str]  # (rule id, device id)
 Window = tuple[tuple[int, float], ...]  # (ts ms, value), oldest first
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Memory:
-    """What the engine keeps about one rule on one device. Times are epoch milliseconds."""
+    """What the engine keeps about one rule on one device. Times are epoch milliseconds.
+
+    Never changed once made: the engine makes a new one for every change, and the processor tells a change by
+    identity. Not declared frozen only because a frozen dataclass costs three times as much to construct, and
+    one is made for every rule on every reading.
+    """
 
     active: Severity | None = None
     since_ms: int | None = None
@@ -129,7 +134,7 @@ def evaluate(
                 if derived is not None:
                     # Kept with the other values, so that the ticker judges it as the readings did.
                     mem = replace(mem, values={**mem.values, DERIVED: derived})
-            values = dict(mem.values)
+            values = mem.values  # read only from here on
             mem, new = _advance(rule, mem, _worst(rule, values, mem), now, now_ms)
             mem, new = _suppression(rules, memory, rule, mem, values, new, now)
             memory[key] = mem
@@ -196,7 +201,7 @@ def _observe(rule: CompiledRule, mem: Memory, reading: Reading, now_ms: int) -> 
     """Take in what the reading says: latest values, recent history, pump starts, time last heard from."""
     fields = reading.fields
     values = {**mem.values, **{k: v for k, v in fields.items() if k in rule.reads}}
-    windows = dict(mem.windows)
+    windows = dict(mem.windows) if rule.windows else mem.windows
     for name, span in rule.windows.items():
         value = fields.get(name)
         if value is None or isinstance(value, str):

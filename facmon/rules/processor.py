@@ -128,9 +128,9 @@ class RuleProcessor:
                     self._state = state
                 memory, old = self._state.memory, before.memory
                 urgent = bool(changes)
-                for r in readings:
-                    for rule in self._rules.for_device(r.device_id):
-                        key = (rule.id, r.device_id)
+                for device_id in {r.device_id for r in readings}:
+                    for rule in self._rules.for_device(device_id):
+                        key = (rule.id, device_id)
                         mem = memory.get(key)
                         if mem is not (was := old.get(key)):
                             self._dirty.add(key)

@@ -171,7 +171,6 @@ def test_ingest_killed_mid_stream_loses_nothing_acknowledged(tmp_path: Path, mqt
         **os.environ,
         "FACMON_MQTT__URL": mqtt_broker.url,
         "FACMON_MQTT__CLIENT_ID": f"facmon-kill-{uuid.uuid4().hex[:8]}",
-        "FACMON_MQTT__PROTOCOL": "3.1.1" if mqtt_broker.kind == "embedded" else "5",
         "FACMON_API__PORT": str(port := free_port()),
     }
     config = example_config(tmp_path, mqtt_broker, **{k: v for k, v in env.items() if k.startswith("FACMON_")})
