@@ -124,9 +124,15 @@ def evaluate(
     toggled: set[str] = set()
     with state.memory.mutate() as memory:
         for rule in rules.for_device(reading.device_id):
-            if not rule.no_data_ms and rule.reads.isdisjoint(reading.fields):
-                continue  # nothing in this reading for this rule
             key = (rule.id, reading.device_id)
+            if rule.reads.isdisjoint(reading.fields):
+                if not rule.no_data_ms:
+                    continue  # nothing in this reading for this rule
+                quiet = memory.get(key)
+                if quiet is not None and quiet.active is None and quiet.pending is None and not rule.derived:
+                    # Only that the device spoke: the silence rule's clock restarts, nothing else can change.
+                    memory[key] = _heard(quiet, now_ms)
+                    continue
             before = memory.get(key) or Memory()
             mem = _observe(rule, before, reading, now_ms)
             if rule.derived:
@@ -200,7 +206,10 @@ def resume(state: EngineState, now: datetime) -> EngineState:
 def _observe(rule: CompiledRule, mem: Memory, reading: Reading, now_ms: int) -> Memory:
     """Take in what the reading says: latest values, recent history, pump starts, time last heard from."""
     fields = reading.fields
-    values = {**mem.values, **{k: v for k, v in fields.items() if k in rule.reads}}
+    values = dict(mem.values)
+    for name in rule.reads:  # a rule reads a field or three; a reading carries several
+        if name in fields:
+            values[name] = fields[name]
     windows = dict(mem.windows) if rule.windows else mem.windows
     for name, span in rule.windows.items():
         value = fields.get(name)
@@ -229,6 +238,23 @@ def _observe(rule: CompiledRule, mem: Memory, reading: Reading, now_ms: int) -> 
         values=values,
         windows=windows,
         starts=starts,
+    )
+
+
+def _heard(mem: Memory, now_ms: int) -> Memory:
+    return Memory(
+        active=mem.active,
+        since_ms=mem.since_ms,
+        pending=mem.pending,
+        pending_since_ms=mem.pending_since_ms,
+        clearing_since_ms=mem.clearing_since_ms,
+        last_seen_ms=now_ms,
+        suppressed=mem.suppressed,
+        message=mem.message,
+        value=mem.value,
+        values=mem.values,
+        windows=mem.windows,
+        starts=mem.starts,
     )
 
 
