@@ -7,6 +7,7 @@ import signal
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
@@ -36,6 +37,8 @@ from facmon.rules.processor import RuleProcessor
 from facmon.rules.ticker import Ticker
 
 log = logging.getLogger(__name__)
+
+RETENTION_EVERY_S = 3600.0
 
 
 class Service:
@@ -97,6 +100,9 @@ class Service:
         self.floods.restore(self.clock.now())
         self.rules.listeners.append(self.floods)
         self.ticker = Ticker(self.clock, [self.rules.tick, self.floods.tick], config.alarms.tick.total_seconds())
+        self.housekeeping = Ticker(
+            self.clock, [self._apply_retention], RETENTION_EVERY_S, name="facmon-retention", at_start=True
+        )
 
         self.app = create_app(
             Services(
@@ -118,6 +124,15 @@ class Service:
     def _acknowledge(self, message: Message) -> None:
         self.subscriber.ack(message)
 
+    def _apply_retention(self, now: datetime) -> None:
+        deleted = self.telemetry.apply_retention(int(now.timestamp() * 1000))
+        if deleted:
+            log.info(
+                "telemetry retention: deleted %d readings older than %s",
+                deleted,
+                self.config.storage.telemetry.retention,
+            )
+
     def _on_gateway_status(self, topic: str, payload: bytes) -> None:
         parts = parse_gateway_status_topic(topic, self.config.mqtt.topic_prefix)
         if parts is None:
@@ -134,6 +149,7 @@ class Service:
         self.pipeline.start()
         self.subscriber.start()
         self.ticker.start()
+        self.housekeeping.start()
 
     def reload_rules(self) -> list[str]:
         """Read the rules from the config file again; an invalid file raises ConfigError and changes nothing."""
@@ -147,6 +163,7 @@ class Service:
 
     def stop(self) -> None:
         self.ticker.stop()
+        self.housekeeping.stop()
         self.subscriber.stop()
         self.pipeline.stop()
         self.rules.flush(self.clock.now())

@@ -210,12 +210,15 @@ def _observe(rule: CompiledRule, mem: Memory, reading: Reading, now_ms: int) -> 
     for name in rule.reads:  # a rule reads a field or three; a reading carries several
         if name in fields:
             values[name] = fields[name]
-    windows = dict(mem.windows) if rule.windows else mem.windows
-    for name, span in rule.windows.items():
-        value = fields.get(name)
-        if value is None or isinstance(value, str):
-            continue
-        windows[name] = _slide(windows.get(name, ()), reading.ts_ms, float(value), span)
+    windows = mem.windows
+    if rule.windows:
+        slid = dict(windows)
+        for name, span in rule.windows.items():
+            value = fields.get(name)
+            if value is None or isinstance(value, str):
+                continue
+            slid[name] = _slide(slid.get(name, ()), reading.ts_ms, float(value), span)
+        windows = slid
     starts = mem.starts
     derived = rule.derived
     if derived is not None and derived.kind == "starts_per_hour":

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from starlette.testclient import TestClient
 
@@ -289,4 +290,70 @@ def test_gateway_status_and_will(facility_config: FacilityConfig, mqtt_broker: B
     finally:
         stray.client.publish(status.format("gw-unknown"), b"", qos=1, retain=True).wait_for_publish(10)
         stray.close()
+        service.stop()
+
+
+def test_mqtt5_session_keeps_what_was_published_while_ingest_was_away(tmp_path: Path, mqtt_broker: Broker) -> None:
+    if mqtt_broker.kind == "embedded":
+        pytest.skip("the embedded broker speaks MQTT 3.1.1 only")
+    config = example_config(tmp_path, mqtt_broker, FACMON_MQTT__PROTOCOL="5", FACMON_MQTT__SESSION_EXPIRY="1h")
+    first = Service(config, notifiers=[])
+    first.start()
+    assert first.subscriber.wait_connected(10)
+    first.stop()
+    gateway = Gateway(mqtt_broker)
+    try:
+        for seq in range(30):
+            gateway.publish("pump", "pump-1", {"pressure_bar": 4.0, "seq": seq})
+        again = Service(config, notifiers=[])
+        again.start()
+        try:
+            eventually(lambda: stored_rows(config) == 30, what="the 30 queued while away")
+        finally:
+            again.stop()
+    finally:
+        gateway.close()
+
+
+def test_a_shared_subscription_splits_telemetry_between_ingest_processes(tmp_path: Path, mqtt_broker: Broker) -> None:
+    if mqtt_broker.kind == "embedded":
+        pytest.skip("the embedded broker has no shared subscriptions")
+    group = f"g{uuid.uuid4().hex[:8]}"
+    services = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        config = example_config(tmp_path / name, mqtt_broker, FACMON_MQTT__SHARED_GROUP=group)
+        service = Service(config, notifiers=[])
+        service.start()
+        assert service.subscriber.wait_connected(10)
+        services.append((service, config))
+    gateway = Gateway(mqtt_broker)
+    try:
+        for seq in range(100):
+            gateway.publish("pump", "pump-1", {"pressure_bar": 4.0, "seq": seq})
+        eventually(lambda: sum(s.pipeline.received for s, _ in services) == 100, what="all 100 received")
+        counts = [stored_rows(config) for _, config in services]
+        assert sum(counts) == 100
+        assert all(count > 0 for count in counts), counts  # each process took a share, none took them all twice
+    finally:
+        gateway.close()
+        for service, _ in services:
+            service.stop()
+
+
+def test_the_service_applies_telemetry_retention(tmp_path: Path, mqtt_broker: Broker) -> None:
+    config = example_config(tmp_path, mqtt_broker, FACMON_STORAGE__TELEMETRY__RETENTION="30d")
+    service = Service(config, notifiers=[])
+    now_ms = int(service.clock.now().timestamp() * 1000)
+    day = 86_400_000
+    service.telemetry.write(
+        [
+            Reading("pump-1", now_ms - 31 * day, {"pressure_bar": 4.0}),
+            Reading("pump-1", now_ms - day, {"pressure_bar": 4.1}),
+        ]
+    )
+    service.start()
+    try:
+        eventually(lambda: stored_rows(config) == 1, what="the reading older than 30 days deleted")
+    finally:
         service.stop()
