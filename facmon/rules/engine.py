@@ -116,10 +116,11 @@ Hit = tuple[CompiledLevel, str, Scalar]  # the level that holds, the field that 
 
 
 def evaluate(
-    rules: RuleSet, state: EngineState, reading: Reading, now: datetime
+    rules: RuleSet, state: EngineState, reading: Reading, now: datetime, now_ms: int | None = None
 ) -> tuple[EngineState, list[ConditionEvent]]:
-    """Judge one reading against the rules of its device."""
-    now_ms = _ms(now)
+    """Judge one reading against the rules of its device; `now_ms`, when given, is `now` in epoch ms."""
+    if now_ms is None:
+        now_ms = _ms(now)
     events: list[ConditionEvent] = []
     toggled: set[str] = set()
     with state.memory.mutate() as memory:
@@ -147,7 +148,8 @@ def evaluate(
             events += new
             if rule.suppresses and (before.active is None) != (mem.active is None):
                 toggled.add(rule.id)
-        events += _resuppress(rules, memory, toggled, now)
+        if toggled:
+            events += _resuppress(rules, memory, toggled, now)
         result = memory.finish()
     return EngineState(result), events
 

@@ -119,8 +119,9 @@ class RuleProcessor:
         try:
             with self._lock:
                 before = self._state
+                now_ms = int(now.timestamp() * 1000)
                 for reading in readings:
-                    state, events = evaluate(self._rules, self._state, reading, now)
+                    state, events = evaluate(self._rules, self._state, reading, now, now_ms)
                     for event in events:
                         if (change := self._apply(event)) is not None:
                             changes.append(change)
