@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 system-deps:
 	@if command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "installing mosquitto"; $(APT) update && $(APT) install -y mosquitto >/dev/null; \
+	  echo "installing mosquitto"; $(APT) update && $(APT) install -y mosquitto mosquitto-clients >/dev/null; \
 	else echo "mosquitto is not installed and this is not root: the tests use the embedded broker"; fi
 	@if [ -x /usr/bin/influxd ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -56,6 +56,7 @@ demo: install
 # Figures, not pass or fail: each benchmark prints one JSON object (see bench/README.md).
 bench: install system-deps
 	$(BIN)/python bench/alarm_latency.py
+	$(BIN)/python bench/ingest.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .facmon-demo test-artifacts
