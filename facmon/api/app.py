@@ -16,6 +16,7 @@ from facmon.api.routes import (
     health,
     ingest,
     rules,
+    telemetry,
     work_orders,
 )
 
@@ -28,6 +29,6 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     problems.install(app)
-    for module in (health, devices, gateways, alarm_kpis, alarms, rules, work_orders, ingest, dashboard):
+    for module in (health, devices, telemetry, gateways, alarm_kpis, alarms, rules, work_orders, ingest, dashboard):
         app.include_router(module.router)
     return app

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from facmon.facility.errors import ConfigError, NotFoundError, StateStoreError
+from facmon.ingest.errors import TelemetryStoreError
 from facmon.rules.lifecycle import LifecycleError
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,11 @@ def install(app: FastAPI) -> None:
     async def _store(_request: Request, exc: StateStoreError) -> JSONResponse:
         log.error("state store: %s", exc)
         return problem(503, "State store unavailable", str(exc))
+
+    @app.exception_handler(TelemetryStoreError)
+    async def _telemetry(_request: Request, exc: TelemetryStoreError) -> JSONResponse:
+        log.error("telemetry store: %s", exc)
+        return problem(503, "Telemetry store unavailable", str(exc))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -17,6 +17,7 @@ from facmon.facility.model import (
     Severity,
     WorkOrderStatus,
 )
+from facmon.ingest.storage import Aggregate
 
 T = TypeVar("T")
 Value = float | int | bool | str | None
@@ -65,6 +66,22 @@ class GatewayPublic(BaseModel):
     status: str = Field(description="`online`, `offline` (its own word or its will), `unknown` (not heard from)")
     since: datetime | None = Field(description="When facmon heard the status change")
     registered: bool = Field(description="Whether the config names this gateway")
+
+
+class TelemetryPoint(BaseModel):
+    t: datetime = Field(description="The reading's time; for an aggregate, the start of its window")
+    v: Value
+
+
+class TelemetryHistory(BaseModel):
+    device_id: str
+    field: str
+    start: datetime = Field(description="Readings from this time on, to the millisecond")
+    stop: datetime = Field(description="Readings before this time, to the millisecond")
+    every: str | None = Field(description="The window each point aggregates, as applied; null for raw readings")
+    agg: Aggregate | None = Field(description="The aggregate applied to each window; null for raw readings")
+    points: list[TelemetryPoint] = Field(description="Oldest first; windows without readings are left out")
+    total: int = Field(description="How many points")
 
 
 class AlarmPublic(BaseModel):
