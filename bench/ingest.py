@@ -101,17 +101,28 @@ def prepare_session(host: str, port: int, client_id: str, topic: str, v5: bool) 
     client.loop_stop()
 
 
+def drop_session(host: str, port: int, client_id: str) -> None:
+    """Remove a consumer's session, so that later rounds do not queue messages for it too."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    client.connect(host, port)
+    client.loop_start()
+    client.disconnect()
+    client.loop_stop()
+
+
 def publish_all(host: str, port: int, messages: list[tuple[str, bytes]]) -> None:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{os.getpid()}")
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     client.connect(host, port)
     client.loop_start()
-    info = None
-    for topic, payload in messages:
-        info = client.publish(topic, payload, qos=1)
-    if info is not None:
-        info.wait_for_publish(300)
+    # In chunks: paho numbers outgoing messages 1 to 65535 and refuses more waiting at once.
+    for start in range(0, len(messages), 20_000):
+        info = None
+        for topic, payload in messages[start : start + 20_000]:
+            info = client.publish(topic, payload, qos=1)
+        if info is not None:
+            info.wait_for_publish(300)
     client.disconnect()
     client.loop_stop()
 
@@ -221,13 +232,16 @@ def run_round(
             check=True,
             timeout=600,
         )
-        return n / (time.monotonic() - start)
+        rate = n / (time.monotonic() - start)
+        drop_session(host, port, client_id)
+        return rate
     if kind == "paho":
         client_id = f"bench-paho-{r}"
         prepare_session(host, port, client_id, topic, v5=False)
         publish_all(host, port, messages)
         result = result_of(child(["--consume", "paho", "--port", str(port), "--client-id", client_id,
                                   "--expect", str(n)]))  # fmt: skip
+        drop_session(host, port, client_id)
         return _rate(n, [result])
     names = [f"{kind}-{r}"] if kind == "facmon" else [f"{kind}-{r}-a", f"{kind}-{r}-b"]
     shared = kind == "facmon-x2"
@@ -241,6 +255,8 @@ def run_round(
         for c in configs
     ]
     results = [result_of(p) for p in procs]
+    for name in names:
+        drop_session(host, port, f"bench-{name}")
     return _rate(n, results)
 
 
