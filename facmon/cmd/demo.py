@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
+import textwrap
 import threading
 from importlib.resources import files
 from pathlib import Path
@@ -12,6 +14,7 @@ from facmon.cmd.broker import BrokerKind, start_broker
 from facmon.cmd.service import Service, listen, serve_http
 from facmon.facility.config import load_config
 from facmon.simulators.publisher import Simulator
+from facmon.simulators.scenario import load_scenario
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,8 @@ def run_demo(
     host: str = "127.0.0.1",
 ) -> None:
     config_path = config_path or example_config()
+    # A bad name is reported before anything starts.
+    story = load_scenario(scenario)
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     sock = listen(host, port)
@@ -57,11 +62,11 @@ def run_demo(
             "FACMON_API__PORT": str(port),
         }
         config = load_config(config_path, env={**os.environ, **overrides})
+        simulator = Simulator(config, scenario=story, speed=speed)  # checks the scenario against the facility
         service = Service(config, config_path=config_path)
         service.start()
         if not service.subscriber.wait_connected(10):
             log.warning("ingest has not connected to the broker yet; it keeps trying")
-        simulator = Simulator(config, scenario=scenario, speed=speed)
         simulator_thread = threading.Thread(
             target=_simulate, args=(simulator, stop), name="facmon-simulator", daemon=True
         )
@@ -71,7 +76,7 @@ def run_demo(
             f"broker {broker.kind} at {broker.url}, data in {data_dir}\n"
             f"  dashboard  http://{host}:{port}/\n"
             f"  API docs   http://{host}:{port}/docs\n"
-            f"  scenario   {scenario} at {speed:g}x: one pump's pressure falls within the first minute\n"
+            f"  scenario   {story.name} at {speed:g}x\n{_described(story.description)}"
             "Press Ctrl-C to stop.",
             flush=True,
         )
@@ -87,8 +92,17 @@ def run_demo(
         print("facmon demo stopped.", flush=True)
 
 
+def _described(description: str) -> str:
+    """The scenario's description (its first line: folded YAML makes it one paragraph) under the banner's column."""
+    first = next(iter(description.strip().splitlines()), "")
+    return "".join(
+        f"{line}\n" for line in textwrap.wrap(first, 108, initial_indent=" " * 13, subsequent_indent=" " * 13)
+    )
+
+
 def _simulate(simulator: Simulator, stop: threading.Event) -> None:
     try:
-        simulator.run(stop)
+        # Past the scenario's end the facility goes on as normal: the dashboard stays alive.
+        simulator.run(stop, duration=math.inf)
     except Exception:
         log.exception("the simulator stopped")

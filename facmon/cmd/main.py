@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import textwrap
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from facmon import __version__
@@ -35,15 +38,49 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--speed", type=_positive, default=1.0, help="simulated time per real time (default 1)")
     demo.add_argument("--config", type=Path, help="facility config (default: the bundled example)")
     demo.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto")
-    demo.add_argument("--scenario", default="pressure-drop")
+    demo.add_argument(
+        "--scenario",
+        metavar="NAME|FILE",
+        default="pressure-drop",
+        help="a shipped scenario or a scenario file (default pressure-drop); normal operation after its end",
+    )
 
-    simulate = commands.add_parser("simulate", help="publish simulated telemetry for the configured devices")
-    simulate.add_argument("--config", type=Path, required=True)
-    simulate.add_argument("--scenario", default="quiet")
-    simulate.add_argument("--rate", type=_positive, help="total messages per second (default: each type's interval)")
-    simulate.add_argument("--duration", type=_positive, help="stop after this many seconds")
-    simulate.add_argument("--speed", type=_positive, default=1.0)
-    simulate.add_argument("--seed", type=int, default=1)
+    simulate = commands.add_parser(
+        "simulate",
+        help="publish simulated telemetry for the configured devices",
+        description="Publish simulated telemetry to the configured broker, one MQTT client per gateway. "
+        "See docs/simulators.md.",
+    )
+    simulate.add_argument("--config", type=Path, help="facility config (not with --load)")
+    simulate.add_argument(
+        "--scenario", metavar="NAME|FILE", help="a shipped scenario or a scenario file (default: normal operation)"
+    )
+    simulate.add_argument("--list-scenarios", action="store_true", help="list the shipped scenarios and exit")
+    simulate.add_argument(
+        "--speed", type=_positive, default=1.0, help="simulated time per real time, time stamps too (default 1)"
+    )
+    simulate.add_argument(
+        "--fast", action="store_true", help="send the whole trace at once, ending now, instead of in real time"
+    )
+    simulate.add_argument("--seed", type=int, default=1, help="the same seed gives the same messages (default 1)")
+    simulate.add_argument(
+        "--rate",
+        type=_not_negative,
+        help="total messages per second, round robin over the devices instead of their intervals; 0 = as fast as "
+        "possible",
+    )
+    simulate.add_argument(
+        "--duration", type=_positive, help="stop after this many seconds (default: the scenario's end, or never)"
+    )
+    load = simulate.add_argument_group("load mode", "a synthetic facility instead of --config")
+    load.add_argument("--load", action="store_true", help="publish for a synthetic facility of --sites, --devices each")
+    load.add_argument("--sites", type=_count, help="sites of the synthetic facility")
+    load.add_argument("--devices", type=_count, help="devices per site")
+    load.add_argument(
+        "--write-config", type=Path, metavar="FILE", help="write the synthetic facility's config and exit"
+    )
+    load.add_argument("--url", help="broker URL (default mqtt://127.0.0.1:1883)")
+    simulate.set_defaults(usage_error=simulate.error)
 
     mosquitto = commands.add_parser(
         "mosquitto-config", help="write Mosquitto's password file and ACL for facmon and the configured gateways"
@@ -65,8 +102,51 @@ def _positive(text: str) -> float:
     return value
 
 
+def _not_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or above")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    return value
+
+
+def _check_simulate(args: argparse.Namespace) -> None:
+    """Combinations of `simulate`'s options that argparse cannot express; usage errors, exit 2."""
+    error = args.usage_error
+    if args.list_scenarios:
+        return
+    load_only = [name for name in ("sites", "devices", "write_config", "url") if getattr(args, name) is not None]
+    if args.load:
+        if args.sites is None or args.devices is None:
+            error("simulate --load needs --sites and --devices")
+        if args.config is not None or args.fast:
+            error("simulate --load makes its own facility and paces by --rate: no --config, no --fast")
+    elif load_only:
+        error(f"--{load_only[0].replace('_', '-')} is for simulate --load")
+    elif args.config is None:
+        error("simulate needs --config FILE (or --load, or --list-scenarios)")
+    if args.fast and args.rate is not None:
+        error("--fast and --rate are two ways of pacing: choose one")
+    if args.fast and args.scenario is None and args.duration is None:
+        error("--fast needs --scenario or --duration: it sends a trace that ends now")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "simulate":
+        _check_simulate(args)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -127,20 +207,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
 
     if args.command == "simulate":
-        from facmon.simulators.publisher import Simulator
-
-        config = load_config(args.config)
-        simulator = Simulator(config, scenario=args.scenario, speed=args.speed, rate=args.rate, seed=args.seed)
-        stop = threading.Event()
-        try:
-            result = simulator.run(stop, duration=args.duration)
-        except KeyboardInterrupt:
-            stop.set()
-            result = None
-        published = result.published if result else simulator.published
-        rate = f", {result.rate:.0f} msg/s" if result else ""
-        print(f"published {published} messages to {config.mqtt.url}{rate}")
-        return 0
+        return _simulate(args)
 
     if args.command == "mosquitto-config":
         from facmon.cmd.mosquitto_config import write_mosquitto_config
@@ -149,3 +216,55 @@ def _run(args: argparse.Namespace) -> int:
         return 0
 
     raise AssertionError(args.command)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from facmon.facility.config import load_config
+    from facmon.simulators.load import DEFAULT_URL, facility_config, synthetic_facility, write_config
+    from facmon.simulators.publisher import Simulator
+    from facmon.simulators.scenario import Scenario, load_scenario, shipped
+
+    if args.list_scenarios:
+        scenarios = [load_scenario(name) for name in sorted(shipped())]
+        width = max((len(s.name) for s in scenarios), default=0)
+        for listed in scenarios:
+            first = next(iter(listed.description.strip().splitlines()), "")
+            # Descriptions are folded YAML, a paragraph on one line: wrapped under the name's column.
+            lines = textwrap.wrap(first, 110 - width) or [""]
+            print(f"{listed.name:<{width}}  {lines[0]}")
+            for more in lines[1:]:
+                print(f"{'':<{width}}  {more}")
+        return 0
+
+    if args.load:
+        data = synthetic_facility(args.sites, args.devices, url=args.url or DEFAULT_URL)
+        if args.write_config is not None:
+            write_config(data, args.write_config, command=f"--sites {args.sites} --devices {args.devices}")
+            print(
+                f"wrote {args.write_config}: {args.sites} site(s) of {args.devices} devices; start "
+                f"`facmon serve --config {args.write_config}`, then run the same command without --write-config"
+            )
+            return 0
+        config = facility_config(data)
+    else:
+        config = load_config(args.config)
+    scenario: Scenario | None = load_scenario(args.scenario) if args.scenario is not None else None
+    rate = (args.rate or 0.0) if args.load else args.rate
+    simulator = Simulator(config, scenario=scenario, speed=args.speed, seed=args.seed, rate=rate, fast=args.fast)
+    stop = threading.Event()
+    with _stop_on_signals(stop):
+        result = simulator.run(stop, duration=args.duration)
+    print(f"published {result.published} messages to {config.mqtt.url}, {result.rate:.0f} msg/s")
+    return 0
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Ctrl-C and SIGTERM end the run as its end would: gateways say offline, the count is printed."""
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda _sig, _frame: stop.set()) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

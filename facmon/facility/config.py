@@ -255,6 +255,8 @@ class GatewayConfig(_Model):
     id: Identifier
     name: str | None = None
     password: SecretStr | None = None
+    # Which of its site's devices it serves, by type; a site's gateway without types serves the rest.
+    device_types: Annotated[list[DeviceType], BeforeValidator(_as_list)] = []
 
 
 class SiteConfig(_Model):

@@ -57,11 +57,14 @@ def test_demo_shows_an_alarm_and_a_work_order_then_stops_cleanly(tmp_path: Path,
 
         def pump_alarms() -> dict[str, dict]:
             found = {a["rule"]: a for a in alarms() if a["device_id"] == "pump-1"}
-            return found if {"pump-pressure-low", "pipe-burst"} <= set(found) else {}
+            wanted = {"pump-pressure-low", "pipe-burst"} <= set(found)
+            # Falling through 3.0 bar (major) on its way below 1.6 bar, the low pressure may show major first.
+            return found if wanted and {a["severity"] for a in found.values()} == {"critical"} else {}
 
-        # The pressure falls at once: a burst, latched for someone to look, and the low pressure itself.
-        found = eventually(pump_alarms, timeout=60, interval=0.5, what=f"the pump's alarms; log:\n{log.read_text()}")
-        assert {a["severity"] for a in found.values()} == {"critical"}
+        # The pressure falls at once: a burst, latched for someone to look, and the low pressure itself, critical.
+        found = eventually(
+            pump_alarms, timeout=60, interval=0.5, what=f"the pump's critical alarms; log:\n{log.read_text()}"
+        )
         orders = httpx.get(f"{base}/api/v1/work-orders?status=open", timeout=2).json()["items"]
         assert sorted(o["alarm_id"] for o in orders) == sorted(a["id"] for a in found.values())
         page = httpx.get(f"{base}/", timeout=2)

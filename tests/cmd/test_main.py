@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from facmon.cmd.broker import free_port
+from facmon.simulators.scenario import shipped
 from tests.conftest import EXAMPLE
 
 TESTDATA = Path(__file__).parents[1] / "facility" / "testdata"
@@ -78,3 +79,38 @@ def test_serve_on_a_taken_port_is_one_clear_line(tmp_path: Path) -> None:
         result = facmon("serve", "--config", str(EXAMPLE), env=env)
     assert result.returncode == 1
     assert result.stderr.strip().endswith(f"facmon: error: cannot listen on 127.0.0.1:{port}: Address already in use")
+
+
+def test_simulate_lists_the_shipped_scenarios() -> None:
+    result = facmon("simulate", "--list-scenarios")
+    assert result.returncode == 0, result.stderr
+    names = [line.split()[0] for line in result.stdout.splitlines() if not line.startswith(" ")]
+    assert names == sorted(shipped())
+    assert {"pressure-drop", "quiet-day"} <= set(names)
+    [quiet] = [line for line in result.stdout.splitlines() if line.startswith("quiet-day ")]
+    assert "A normal day in the example facility" in quiet
+
+
+def test_simulate_with_an_unknown_scenario_is_one_line_naming_the_shipped_ones() -> None:
+    result = facmon("simulate", "--config", str(EXAMPLE), "--scenario", "no-such-thing")
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("facmon: error: no scenario 'no-such-thing': one of ")
+    assert all(name in line for name in shipped())
+    assert result.stdout == ""
+
+
+def test_simulate_with_a_scenario_the_facility_cannot_play_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "elsewhere.yaml"
+    path.write_text("name: elsewhere\nduration: 1m\nevents:\n  - {at: 5s, gateway: gw-moon, fault: outage}\n")
+    result = facmon("simulate", "--config", str(EXAMPLE), "--scenario", str(path))
+    assert result.returncode == 1
+    assert result.stderr.strip() == "facmon: error: scenario elsewhere: events.0: no gateway 'gw-moon' in the facility"
+
+
+def test_simulate_usage_errors_exit_2() -> None:
+    assert facmon("simulate").returncode == 2  # neither --config nor --load
+    assert facmon("simulate", "--load", "--sites", "2").returncode == 2  # no --devices
+    assert facmon("simulate", "--config", str(EXAMPLE), "--sites", "2").returncode == 2  # load option without --load
+    assert facmon("simulate", "--config", str(EXAMPLE), "--fast", "--rate", "10").returncode == 2
+    assert facmon("simulate", "--config", str(EXAMPLE), "--fast").returncode == 2  # a trace ending now: how long?
