@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import SecretStr
 
 from facmon.facility.config import FacilityConfig, MqttConfig
 from facmon.facility.registry import DeviceRegistry
@@ -58,7 +59,14 @@ class SimulationResult:
 class _Session:
     """One gateway's MQTT session: a client with its will, and its publishes counted until acknowledged."""
 
-    def __init__(self, gateway: SimGateway, settings: MqttConfig, prefix: str, acks: threading.Condition) -> None:
+    def __init__(
+        self,
+        gateway: SimGateway,
+        settings: MqttConfig,
+        prefix: str,
+        acks: threading.Condition,
+        password: SecretStr | None = None,
+    ) -> None:
         self.gateway = gateway
         self.status_topic = gateway_status_topic(prefix, gateway.site, gateway.id)
         self.handed = 0  # publishes given to paho
@@ -67,9 +75,12 @@ class _Session:
         self._acks = acks
         self._url = settings.url
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"facmon-sim-{gateway.id}")
-        if settings.username:
-            password = settings.password.get_secret_value() if settings.password else None
-            client.username_pw_set(settings.username, password)
+        if password is not None:
+            # The gateway's own broker account, as `facmon mosquitto-config` writes it: it may publish here.
+            client.username_pw_set(gateway.id, password.get_secret_value())
+        elif settings.username:
+            secret = settings.password.get_secret_value() if settings.password else None
+            client.username_pw_set(settings.username, secret)
         if settings.tls:
             client.tls_set()
         client.will_set(self.status_topic, b"offline", qos=1, retain=True)
@@ -341,7 +352,8 @@ class Simulator:
     # -- sessions ---------------------------------------------------------------------------------------------
 
     def _open(self, gateway: SimGateway) -> _Session:
-        session = _Session(gateway, self._mqtt, self._config.mqtt.topic_prefix, self._acks)
+        passwords = {gw.id: gw.password for site in self._config.sites for gw in site.gateways}
+        session = _Session(gateway, self._mqtt, self._config.mqtt.topic_prefix, self._acks, passwords.get(gateway.id))
         session.open()
         self._live[gateway.id] = session
         return session

@@ -468,3 +468,37 @@ def test_a_corrupt_password_file_is_exit_1_and_left_alone(facility: Path, out: P
     ]
     assert (out / "passwd").read_text() == "facmon:$7$101$abc$def\nnot an entry\n"
     assert not (out / "acl").exists()
+
+
+def test_simulated_gateways_publish_with_their_own_accounts(
+    facility: Path, configured: tuple[AuthBroker, dict[str, str]], clients: list[Client]
+) -> None:
+    import threading
+
+    from facmon.facility.config import load_config
+    from facmon.simulators.publisher import Simulator
+
+    broker, passwords = configured
+    facmon = Client(broker, "facmon", passwords["facmon"])
+    clients.append(facmon)
+    assert not facmon.subscribe(f"{PREFIX}/#").is_failure
+    config = load_config(
+        facility,
+        env={
+            "FACMON_MQTT__URL": f"mqtt://{broker.host}:{broker.port}",
+            # facmon's own account may only read: each gateway logs in as itself.
+            **{
+                f"FACMON_SITES__{s}__GATEWAYS__{g}__PASSWORD": passwords[gw]
+                for s, g, gw in ((0, 0, "gw-north-1"), (0, 1, "gw-north-2"), (1, 0, "gw-south-1"))
+            },
+        },
+    )
+    result = Simulator(config, fast=True).run(threading.Event(), duration=60)
+    assert result.published > 0
+    eventually(
+        lambda: (
+            {f"{PREFIX}/north/pump/p1/telemetry", f"{PREFIX}/south/pump/p2/telemetry"}
+            <= {t for t, _ in facmon.messages}
+        ),
+        what="both sites' telemetry through the ACL",
+    )
