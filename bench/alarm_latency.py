@@ -12,8 +12,8 @@ behind another. The step of 0.6 bar stays under the example's burst-pipe rule (a
 else the same reading changes would be committed in the same batch, inside the timed span, and is counted in the
 output.
 
-Two phases: "idle", with no other traffic, and "load", with background telemetry from `facmon simulate` (quiet
-scenario) in a separate process, so that it does not share this process's GIL. Timing under load starts once the
+Two phases: "idle", with no other traffic, and "load", with background telemetry from `facmon simulate`
+(normal operation, no scenario) in a separate process, so that it does not share this process's GIL. Timing under load starts once the
 rules' history windows are full. A probe without an answer within `--timeout` ends the load phase early; the
 figures then cover the probes that finished, and the ingest rate shows how far the service fell behind.
 
@@ -78,7 +78,7 @@ class ChangeRecorder:
         self._lock = threading.Lock()
         # Other rules on the probe's pump: the step is chosen to trip none, and this says whether it did.
         self._side_effects: Counter[str] = Counter()
-        # Changes on other devices: the quiet scenario should cause none.
+        # Changes on other devices: normal operation should cause none.
         self._background: Counter[str] = Counter()
 
     def on_alarm_change(self, change: AlarmChange) -> None:
