@@ -134,7 +134,10 @@ def evaluate(
                     # Only that the device spoke: the silence rule's clock restarts, nothing else can change.
                     memory[key] = _heard(quiet, now_ms)
                     continue
-            before = memory.get(key) or Memory()
+            found = memory.get(key)
+            if found is not None and _nothing_new(rule, found, reading.fields):
+                continue
+            before = found or Memory()
             mem = _observe(rule, before, reading, now_ms)
             if rule.derived:
                 derived = _derive(rule, mem, reading.ts_ms)
@@ -244,6 +247,25 @@ def _observe(rule: CompiledRule, mem: Memory, reading: Reading, now_ms: int) -> 
         windows=windows,
         starts=starts,
     )
+
+
+def _nothing_new(rule: CompiledRule, mem: Memory, fields: Mapping[str, Scalar]) -> bool:
+    """Whether the reading repeats what the rule already knows, so that judging it again would change nothing.
+
+    Only for a rule without history, derived values or silence (those change with every reading), and with
+    no delay running (a delay runs out on a reading as well as on a tick).
+    """
+    if rule.windows or rule.derived is not None or rule.no_data_ms:
+        return False
+    if mem.pending is not None or mem.clearing_since_ms is not None:
+        return False
+    known = mem.values
+    for name in rule.reads:
+        if name in fields:
+            value = fields[name]
+            if name not in known or known[name] != value or type(known[name]) is not type(value):
+                return False
+    return True
 
 
 def _heard(mem: Memory, now_ms: int) -> Memory:

@@ -143,3 +143,32 @@ def test_messages_say_how_the_value_meets_the_level(ruleset: RuleSet) -> None:
         "Lift fault: state is fault",
     ]
     assert messages("smoke-A-01", {"state": "alarm"}) == ["Fire alarm: state is alarm"]
+
+
+def test_a_repeated_value_is_not_judged_again_unless_something_waits_on_it() -> None:
+    config = parse_config(
+        """
+sites: [{id: s, buildings: [{id: b, devices: [{id: lift-1, type: elevator, name: L}]}]}]
+rules:
+  - {id: trapped, name: T, field: entrapment, levels: [{severity: critical, equals: true}],
+     suppress_when: {field: state, equals: inspection}}
+  - {id: fault, name: F, field: state, for: 2m, levels: [{severity: major, equals: fault}]}
+""",
+        env={},
+    )
+    rules = RuleSet.compile(config.rules, DeviceRegistry.from_config(config))
+    idle = {"state": "idle", "entrapment": False}
+    first, _ = evaluate(rules, EngineState(), Reading("lift-1", 0, idle), T0)
+    same, events = evaluate(rules, first, Reading("lift-1", 5000, idle), T0 + timedelta(seconds=5))
+    assert events == [] and same.memory[("trapped", "lift-1")] is first.memory[("trapped", "lift-1")]
+
+    # A field the rule's suppression reads is news.
+    inspection = {"state": "inspection", "entrapment": False}
+    moved, _ = evaluate(rules, same, Reading("lift-1", 10_000, inspection), T0 + timedelta(seconds=10))
+    assert moved.memory[("trapped", "lift-1")] is not same.memory[("trapped", "lift-1")]
+
+    # While a delay runs, the same value again is judged: the delay can run out on it.
+    fault = {"state": "fault", "entrapment": False}
+    state, _ = evaluate(rules, moved, Reading("lift-1", 15_000, fault), T0 + timedelta(seconds=15))
+    state, events = evaluate(rules, state, Reading("lift-1", 140_000, fault), T0 + timedelta(seconds=140))
+    assert [(e.kind.value, e.rule) for e in events] == [("raised", "fault")]
