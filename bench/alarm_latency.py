@@ -14,8 +14,9 @@ output.
 
 Two phases: "idle", with no other traffic, and "load", with background telemetry from `facmon simulate`
 (normal operation, no scenario) in a separate process, so that it does not share this process's GIL. Timing
-under load starts once the rules' history windows are full. A probe without an answer within `--timeout` ends the load phase early; the
-figures then cover the probes that finished, and the ingest rate shows how far the service fell behind.
+under load starts once the rules' history windows are full. A probe without an answer within `--timeout` ends
+the load phase early; the figures then cover the probes that finished, and the ingest rate shows how far the
+service fell behind.
 
 Prints one JSON object; times are in milliseconds. `make bench` runs it; `--help` lists the options.
 """
