@@ -8,7 +8,7 @@ import signal
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -93,22 +93,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
-    return value
+    return _number(text, lambda v: v > 0, "must be above 0")
 
 
 def _not_negative(text: str) -> float:
+    return _number(text, lambda v: v >= 0, "must be 0 or above")
+
+
+def _number(text: str, ok: Callable[[float], bool], rule: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or above")
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"{text!r} {rule}")
     return value
 
 

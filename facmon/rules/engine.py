@@ -232,21 +232,7 @@ def _observe(rule: CompiledRule, mem: Memory, reading: Reading, now_ms: int) -> 
             starts = (*starts, reading.ts_ms)
         span = int(derived.window.total_seconds() * 1000)
         starts = tuple(t for t in starts if t > reading.ts_ms - span)
-    # Called for every rule on every reading: the constructor, not dataclasses.replace, which costs several times more.
-    return Memory(
-        active=mem.active,
-        since_ms=mem.since_ms,
-        pending=mem.pending,
-        pending_since_ms=mem.pending_since_ms,
-        clearing_since_ms=mem.clearing_since_ms,
-        last_seen_ms=now_ms,
-        suppressed=mem.suppressed,
-        message=mem.message,
-        value=mem.value,
-        values=values,
-        windows=windows,
-        starts=starts,
-    )
+    return _heard(mem, now_ms, values, windows, starts)
 
 
 def _nothing_new(rule: CompiledRule, mem: Memory, fields: Mapping[str, Scalar]) -> bool:
@@ -268,7 +254,18 @@ def _nothing_new(rule: CompiledRule, mem: Memory, fields: Mapping[str, Scalar]) 
     return True
 
 
-def _heard(mem: Memory, now_ms: int) -> Memory:
+def _heard(
+    mem: Memory,
+    now_ms: int,
+    values: Mapping[str, Scalar] | None = None,
+    windows: Mapping[str, Window] | None = None,
+    starts: tuple[int, ...] | None = None,
+) -> Memory:
+    """The memory with the device heard from at `now_ms`, and new values, windows and starts where given.
+
+    Called for every rule on every reading: the constructor, not dataclasses.replace, which costs several
+    times more.
+    """
     return Memory(
         active=mem.active,
         since_ms=mem.since_ms,
@@ -279,9 +276,9 @@ def _heard(mem: Memory, now_ms: int) -> Memory:
         suppressed=mem.suppressed,
         message=mem.message,
         value=mem.value,
-        values=mem.values,
-        windows=mem.windows,
-        starts=mem.starts,
+        values=mem.values if values is None else values,
+        windows=mem.windows if windows is None else windows,
+        starts=mem.starts if starts is None else starts,
     )
 
 
