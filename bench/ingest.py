@@ -199,6 +199,37 @@ def facmon_config(work: Path, name: str, url: str, shared: bool, protocol: str) 
     return path
 
 
+def pipeline_only(messages: list[tuple[str, bytes]], work: Path, reject_share: float) -> float:
+    """facmon's pipeline without MQTT, in batches of 1000: decode, duplicates, SQLite, presence, rules.
+
+    With `reject_share`, that share of the messages is replaced by a malformed one (kept as a reject in the
+    state store), to see whether rejects slow the accepted traffic.
+    """
+    from facmon.cmd.service import Service
+    from facmon.ingest.subscriber import Message
+
+    work.mkdir(exist_ok=True)
+    service = Service(
+        load_config(facmon_config(work, f"pipeline-{reject_share}", "mqtt://127.0.0.1:1", False, "3.1.1")), notifiers=[]
+    )
+    service.pipeline._acknowledge = lambda _message: None  # no broker to acknowledge to
+    every = round(1 / reject_share) if reject_share else 0
+    now_ms = time.time_ns() // 1_000_000
+    batch = [
+        Message(topic, b'{"pressure_bar": NaN}' if every and i % every == 0 else payload, i, 1, now_ms)
+        for i, (topic, payload) in enumerate(messages)
+    ]
+    started = time.perf_counter()
+    for i in range(0, len(batch), 1000):
+        service.pipeline.process(batch[i : i + 1000])
+    rate = len(batch) / (time.perf_counter() - started)
+    service.rules.flush(service.clock.now())
+    service.spool.close()
+    service.telemetry.close()
+    service.state.close()
+    return rate
+
+
 # --- the parent ------------------------------------------------------------------------------------------------
 
 
@@ -305,6 +336,13 @@ def main() -> None:
                     print(f"round {r + 1}: {kind} {rate:,.0f} msg/s", file=sys.stderr)
         finally:
             broker.stop()
+        # In this process, after the drains: the pipeline's own rate, and whether rejects slow it; each twice,
+        # interleaved, the better run kept.
+        runs: dict[str, list[float]] = {"no_rejects": [], "rejects_10pct": []}
+        for attempt in range(2):
+            for name, share in (("no_rejects", 0.0), ("rejects_10pct", 0.1)):
+                runs[name].append(pipeline_only(messages, Path(tmp) / f"p{attempt}", share))
+        pipeline = {name: round(max(rates_)) for name, rates_ in runs.items()}
     medians = {k: round(statistics.median(v)) for k, v in rates.items()}
     out: dict[str, Any] = {
         "benchmark": "ingest_drain",
@@ -314,6 +352,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "rates_msg_s": medians,
         "all_rates_msg_s": {k: [round(x) for x in v] for k, v in rates.items()},
+        "pipeline_without_mqtt_msg_s": pipeline,
     }
     paho = medians.get("paho")
     if paho:
