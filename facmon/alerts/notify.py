@@ -6,7 +6,7 @@ import sys
 from dataclasses import dataclass
 from typing import Protocol, TextIO
 
-from facmon.facility.config import ConsoleChannel, NotificationsConfig
+from facmon.facility.config import ConsoleChannel, MqttConfig, NotificationsConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,6 +15,8 @@ class Notification:
 
     subject: str
     body: str
+    # Stable across retries of the same message, so a receiver can drop a repeat (webhooks: Idempotency-Key).
+    key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +52,15 @@ class ConsoleNotifier:
         return Delivery(True)
 
 
-def build_notifiers(config: NotificationsConfig) -> list[Notifier]:
+def build_notifiers(config: NotificationsConfig, mqtt: MqttConfig | None = None) -> list[Notifier]:
+    """One notifier per configured channel; `mqtt` is the service's broker, which MQTT channels publish to."""
+    # Imported here: the channels build on this module's types, and this function builds the channels.
+    from facmon.alerts.channels import build_channel
+
     notifiers: list[Notifier] = []
     for name, channel in config.channels.items():
         if isinstance(channel, ConsoleChannel):
             notifiers.append(ConsoleNotifier(name, channel.language))
+        else:
+            notifiers.append(build_channel(name, channel, mqtt or MqttConfig()))
     return notifiers

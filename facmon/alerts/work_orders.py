@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -76,8 +77,29 @@ def open_work_order(
     return order
 
 
+def queue_work_order_opened(
+    tx: StateTransaction, order: WorkOrder, notifiers: Sequence[Notifier], tz: ZoneInfo
+) -> None:
+    """Queue the news of a new work order for each channel, in its language, in the work order's transaction."""
+    for notifier in notifiers:
+        message = work_order_opened(order, notifier.language, tz)
+        tx.queue_notification(
+            channel=notifier.name,
+            kind="work_order_opened",
+            ref=order.number,
+            language=notifier.language,
+            subject=message.subject,
+            body=message.body,
+            at=order.created_at,
+        )
+
+
 class WorkOrderPolicy:
-    """Opens a work order for each new alarm that the policy covers, and notes on it when the alarm clears."""
+    """Opens a work order for each new alarm that the policy covers, and notes on it when the alarm clears.
+
+    The notifiers are only read for their names and languages: the message to each channel is queued in the
+    work order's transaction, and the outbox (facmon.alerts.outbox) delivers it.
+    """
 
     def __init__(
         self,
@@ -134,11 +156,8 @@ class WorkOrderPolicy:
                 description=f"Opened by alarm {alarm.id} ({alarm.rule}, {alarm.severity}).",
                 team=rule.team,
             )
+            queue_work_order_opened(tx, order, self._notifiers, self._tz)
         log.info("work order %s opened for alarm %s (%s)", order.number, alarm.id, order.priority)
-        for notifier in self._notifiers:
-            delivery = notifier.send(work_order_opened(order, notifier.language, self._tz))
-            if not delivery.ok:
-                log.warning("notification of %s through %s failed: %s", order.number, notifier.name, delivery.detail)
 
     def _note_alarm_cleared(self, alarm: Alarm, at: datetime) -> None:
         # Clearing does not close the work order: someone still has to verify on site.

@@ -15,6 +15,7 @@ from facmon.api.routes import (
     gateways,
     health,
     ingest,
+    notifications,
     rules,
     telemetry,
     work_orders,
@@ -25,10 +26,22 @@ def create_app(services: Services) -> FastAPI:
     app = FastAPI(
         title="facmon",
         version=__version__,
-        summary="Facility monitoring and alerting: devices, alarms, work orders",
+        summary="Facility monitoring and alerting: devices, alarms, work orders, notifications",
     )
     app.state.services = services
     problems.install(app)
-    for module in (health, devices, telemetry, gateways, alarm_kpis, alarms, rules, work_orders, ingest, dashboard):
+    for module in (
+        health,
+        devices,
+        telemetry,
+        gateways,
+        alarm_kpis,
+        alarms,
+        rules,
+        work_orders,
+        notifications,
+        ingest,
+        dashboard,
+    ):
         app.include_router(module.router)
     return app

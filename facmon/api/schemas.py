@@ -13,6 +13,7 @@ from facmon.facility.model import (
     AlarmState,
     Category,
     DeviceType,
+    NotificationState,
     Priority,
     Severity,
     WorkOrderStatus,
@@ -174,6 +175,21 @@ class RejectPublic(BaseModel):
     reason: str
     received_at: datetime
     payload: str = Field(description="The payload as text, cut at 64 KiB")
+
+
+class NotificationPublic(BaseModel):
+    id: int
+    channel: str = Field(description="The configured channel it goes through")
+    kind: str = Field(description="What it tells, such as `work_order_opened`")
+    ref: str = Field(description="What it is about, such as a work order number")
+    language: str
+    subject: str
+    state: NotificationState = Field(description="`pending` (waiting or between tries), `sent` or `dead`")
+    attempts: int = Field(description="Attempts to send it so far")
+    created_at: datetime
+    next_attempt_at: datetime | None = Field(description="When it is tried next; `null` unless `pending`")
+    sent_at: datetime | None
+    last_error: str | None = Field(description="Why the last attempt failed, cut at 1000 characters")
 
 
 class Health(BaseModel):

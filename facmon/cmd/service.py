@@ -15,6 +15,7 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 
 from facmon.alerts.notify import Notifier, build_notifiers
+from facmon.alerts.outbox import Outbox
 from facmon.alerts.work_orders import WorkOrderPolicy
 from facmon.api.app import create_app
 from facmon.api.deps import Services
@@ -39,6 +40,8 @@ from facmon.rules.ticker import Ticker
 log = logging.getLogger(__name__)
 
 RETENTION_EVERY_S = 3600.0
+# How often the outbox looks for notifications that are due: a page waits at most this long to be sent.
+OUTBOX_EVERY_S = 1.0
 
 
 class Service:
@@ -88,13 +91,10 @@ class Service:
         self.rules = RuleProcessor(RuleSet.compile(config.rules, self.registry), self.registry, self.state)
         self.rules.restore(self.clock.now())
         self.pipeline.sinks.append(self.rules)
-        self.work_orders = WorkOrderPolicy(
-            config.work_orders,
-            self.registry,
-            self.state,
-            config.tz,
-            build_notifiers(config.notifications) if notifiers is None else notifiers,
-        )
+        if notifiers is None:
+            notifiers = build_notifiers(config.notifications, config.mqtt)
+        self.work_orders = WorkOrderPolicy(config.work_orders, self.registry, self.state, config.tz, notifiers)
+        self.outbox = Outbox(self.state, {n.name: n for n in notifiers}, self.clock)
         self.rules.listeners.append(self.work_orders)
         self.floods = FloodDetector(self.state)
         self.floods.restore(self.clock.now())
@@ -102,6 +102,11 @@ class Service:
         self.ticker = Ticker(self.clock, [self.rules.tick, self.floods.tick], config.alarms.tick.total_seconds())
         self.housekeeping = Ticker(
             self.clock, [self._apply_retention], RETENTION_EVERY_S, name="facmon-retention", at_start=True
+        )
+        # A ticker of its own: a channel can block for its whole timeout (SMTP, a webhook that is down), which
+        # must not hold up the rules' ticks (off-delays, shelving expiry) nor delay them by the network.
+        self.delivery = Ticker(
+            self.clock, [self.outbox.deliver_due], OUTBOX_EVERY_S, name="facmon-outbox", at_start=True
         )
 
         self.app = create_app(
@@ -150,6 +155,7 @@ class Service:
         self.subscriber.start()
         self.ticker.start()
         self.housekeeping.start()
+        self.delivery.start()
 
     def reload_rules(self) -> list[str]:
         """Read the rules from the config file again; an invalid file raises ConfigError and changes nothing."""
@@ -164,6 +170,7 @@ class Service:
     def stop(self) -> None:
         self.ticker.stop()
         self.housekeeping.stop()
+        self.delivery.stop()
         self.subscriber.stop()
         self.pipeline.stop()
         self.rules.flush(self.clock.now())

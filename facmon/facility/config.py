@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -299,13 +300,131 @@ class WorkOrdersConfig(_Model):
         return {**DEFAULT_RESPONSE_TARGETS, **value}
 
 
+Language = Literal["en", "zh"]
+# Deliberately loose: the mail server is the judge of an address; this catches a name or a typo in the wrong field.
+_ADDRESS = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+$")
+
+
+def _check_address(value: str) -> str:
+    if not _ADDRESS.match(value):
+        raise ValueError(f"{value!r} is not an e-mail address such as duty@example.com")
+    return value
+
+
+Address = Annotated[str, AfterValidator(_check_address)]
+
+
 class ConsoleChannel(_Model):
     type: Literal["console"]
-    language: Literal["en", "zh"] = "en"
+    language: Language = "en"
+
+
+WebhookFormat = Literal["generic", "wecom", "dingtalk", "feishu", "slack", "teams"]
+# Formats whose platform defines its own signature over the secret; for the others the URL is the secret.
+SIGNED_FORMATS = ("generic", "dingtalk", "feishu")
+
+
+class WebhookChannel(_Model):
+    type: Literal["webhook"]
+    url: str
+    format: WebhookFormat = "generic"
+    secret: SecretStr | None = None
+    timeout: Duration = timedelta(seconds=10)
+    language: Language = "en"
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r}: write http://host/path or https://host/path")
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_has_a_use(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        fmt = info.data.get("format", "generic")
+        if value is not None and fmt not in SIGNED_FORMATS:
+            raise ValueError(f"a {fmt} webhook has no signing secret: its URL is the secret")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_bounds(cls, value: timedelta) -> timedelta:
+        if not timedelta(milliseconds=100) <= value <= timedelta(minutes=5):
+            raise ValueError("between 100ms and 5m")
+        return value
+
+
+class EmailChannel(_Model):
+    type: Literal["email"]
+    host: str
+    port: int = Field(587, ge=1, le=65535)
+    # `ssl` is TLS from the first byte (port 465); `starttls` upgrades a plain connection (port 587). With `ssl`
+    # the connection is already encrypted and `starttls` is not used.
+    starttls: bool = True
+    ssl: bool = False
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: Address
+    to: Annotated[list[Address], BeforeValidator(_as_list)]
+    timeout: Duration = timedelta(seconds=30)
+    language: Language = "en"
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str) -> str:
+        if not value or any(c in value for c in "/: "):
+            raise ValueError(f"{value!r}: a host name or address, without scheme or port")
+        return value
+
+    @field_validator("to")
+    @classmethod
+    def _someone(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("name at least one address to send to")
+        return value
+
+    @field_validator("password")
+    @classmethod
+    def _password_needs_user(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None and not info.data.get("username"):
+            raise ValueError("a password needs a username")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_bounds(cls, value: timedelta) -> timedelta:
+        if not timedelta(milliseconds=100) <= value <= timedelta(minutes=5):
+            raise ValueError("between 100ms and 5m")
+        return value
+
+
+class MqttChannel(_Model):
+    """Publishes to a topic on facmon's own broker (the `mqtt` section): for sirens, beacons and pagers."""
+
+    type: Literal["mqtt"]
+    topic: str
+    qos: Literal[0, 1, 2] = 1
+    retain: bool = False
+    timeout: Duration = timedelta(seconds=10)
+    language: Language = "en"
+
+    @field_validator("topic")
+    @classmethod
+    def _check_topic(cls, value: str) -> str:
+        if not value or any(c in value for c in "+#\0"):
+            raise ValueError(f"{value!r}: a topic to publish to has no wildcards")
+        return value
+
+
+Channel = Annotated[ConsoleChannel | WebhookChannel | EmailChannel | MqttChannel, Field(discriminator="type")]
+CHANNEL_TYPES = ("console", "webhook", "email", "mqtt")
 
 
 class NotificationsConfig(_Model):
-    channels: dict[str, ConsoleChannel] = {}
+    channels: dict[str, Channel] = {}
 
 
 class FacilityConfig(_Model):
@@ -394,7 +513,7 @@ def parse_config(
         config = FacilityConfig.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
-            loc = tuple(err["loc"])
+            loc = _key_path(err)
             where, line = locate(loc)
             problems.append(ConfigProblem(where, _dotted(loc), _describe(err), line))
         raise ConfigError(_sorted(problems)) from None
@@ -614,6 +733,16 @@ def _set_path(data: dict[str, Any], parts: list[str], value: str) -> Path_:
     return tuple(path)
 
 
+def _key_path(err: Mapping[str, Any]) -> Path_:
+    """The error's place in the file: a tagged union's tag is not a key there, the tag's own key is."""
+    loc = tuple(err["loc"])
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        return (*loc, "type")
+    if len(loc) > 3 and loc[:2] == ("notifications", "channels") and loc[3] in CHANNEL_TYPES:
+        return (*loc[:3], *loc[4:])
+    return loc
+
+
 def _dotted(loc: Path_) -> str:
     return ".".join(str(part) for part in loc)
 
@@ -621,6 +750,7 @@ def _dotted(loc: Path_) -> str:
 _MESSAGES = {
     "extra_forbidden": "unknown key",
     "missing": "required key is missing",
+    "union_tag_not_found": "required key is missing",
 }
 
 
@@ -628,6 +758,9 @@ def _describe(err: Mapping[str, Any]) -> str:
     message = _MESSAGES.get(err["type"])
     if message:
         return message
+    if err["type"] == "union_tag_invalid":
+        ctx = err.get("ctx") or {}
+        return f"{ctx.get('tag')!r} is not one of {ctx.get('expected_tags')}"
     text = str(err["msg"])
     text = re.sub(r"^Value error, ", "", text)
     value = err.get("input")

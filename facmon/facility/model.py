@@ -183,3 +183,30 @@ class WorkOrderEvent:
     actor: str = "system"
     note: str | None = None
     id: int | None = None
+
+
+class NotificationState(StrEnum):
+    """Where a queued notification stands: waiting (or between tries), delivered, or given up on."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedNotification:
+    """A row of the notification outbox: one message for one channel, rendered in the channel's language."""
+
+    id: int
+    channel: str
+    kind: str
+    ref: str
+    language: str
+    subject: str
+    body: str
+    state: NotificationState
+    attempts: int
+    next_attempt_at: datetime
+    created_at: datetime
+    sent_at: datetime | None = None
+    last_error: str | None = None

@@ -1,4 +1,4 @@
-"""The state store: alarms, their audit trail, work orders, their history, and ingest rejects.
+"""The state store: alarms, their audit trail, work orders, their history, the notification outbox, and ingest rejects.
 
 SQLAlchemy 2 Core over a SQLite file (default) or PostgreSQL. Reads are methods of `StateStore`; writes go
 through a `StateTransaction` so that a caller groups the rows of one change (an alarm and its event, a work
@@ -32,6 +32,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     case,
     create_engine,
     delete,
@@ -54,6 +55,8 @@ from facmon.facility.model import (
     Alarm,
     AlarmEvent,
     AlarmState,
+    NotificationState,
+    QueuedNotification,
     Reject,
     Severity,
     WorkOrder,
@@ -210,6 +213,30 @@ device_service = Table(
     Column("by", String(64), nullable=False),
     Column("reason", Text, nullable=False),
 )
+
+# The notification outbox: a row is queued in the transaction that causes it and delivered by the outbox
+# (facmon.alerts.outbox). One row per (channel, kind, ref), so the same page is never queued twice.
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("channel", String(64), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("ref", String(64), nullable=False),
+    Column("language", String(8), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("state", String(8), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    Column("last_error", Text),
+    UniqueConstraint("channel", "kind", "ref", name="uq_notifications_channel_kind_ref"),
+    Index("ix_notifications_state_next_attempt", "state", "next_attempt_at"),
+)
+
+LAST_ERROR_MAX = 1000
 
 ACTIVE_STATES = (AlarmState.ACTIVE_UNACKED, AlarmState.ACTIVE_ACKED, AlarmState.RETURNED_UNACKED)
 
@@ -455,6 +482,39 @@ class StateStore:
             )
             return [_from_row(WorkOrderEvent, row) for row in rows.mappings()]
 
+    # -- notification outbox ----------------------------------------------------------------------------------
+
+    def get_notification(self, notification_id: int) -> QueuedNotification:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(notifications).where(notifications.c.id == notification_id)).mappings().first()
+        if row is None:
+            raise NotFoundError("notification", notification_id)
+        return _from_row(QueuedNotification, row)
+
+    def due_notifications(self, now: datetime, limit: int) -> list[QueuedNotification]:
+        """Pending notifications whose next attempt is due, oldest first."""
+        query = (
+            select(notifications)
+            .where(notifications.c.state == NotificationState.PENDING, notifications.c.next_attempt_at <= now)
+            .order_by(notifications.c.created_at, notifications.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [_from_row(QueuedNotification, row) for row in conn.execute(query).mappings()]
+
+    def list_notifications(
+        self, *, states: Sequence[NotificationState] | None = None, limit: int = 100, offset: int = 0
+    ) -> Page[QueuedNotification]:
+        """The notification log, newest first."""
+        query = select(notifications)
+        if states is not None:
+            query = query.where(notifications.c.state.in_(states))
+        ordered = query.order_by(notifications.c.id.desc())
+        with self.engine.connect() as conn:
+            total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+            rows = conn.execute(ordered.limit(limit).offset(offset)).mappings()
+            return Page([_from_row(QueuedNotification, row) for row in rows], total)
+
     # -- ingest rejects ---------------------------------------------------------------------------------------
 
     def list_rejects(self, *, limit: int = 100, offset: int = 0) -> Page[tuple[int, Reject]]:
@@ -599,6 +659,79 @@ class StateTransaction:
         values = _row_values(event)
         del values["id"]
         self.conn.execute(insert(work_order_events).values(values))
+
+    # -- notification outbox
+
+    def queue_notification(
+        self, *, channel: str, kind: str, ref: str, language: str, subject: str, body: str, at: datetime
+    ) -> int | None:
+        """Queue a message for a channel, due at once; None when (channel, kind, ref) was queued before."""
+        upsert = postgresql_insert if self.conn.dialect.name == "postgresql" else sqlite_insert
+        statement = (
+            upsert(notifications)
+            .values(
+                channel=channel,
+                kind=kind,
+                ref=ref,
+                language=language,
+                subject=subject,
+                body=body,
+                state=NotificationState.PENDING,
+                attempts=0,
+                next_attempt_at=at,
+                created_at=at,
+            )
+            .on_conflict_do_nothing(index_elements=["channel", "kind", "ref"])
+            .returning(notifications.c.id)
+        )
+        new_id: int | None = self.conn.execute(statement).scalar_one_or_none()
+        return new_id
+
+    def claim_notification(
+        self, notification_id: int, now: datetime, lease_until: datetime
+    ) -> QueuedNotification | None:
+        """Count an attempt and hold the row until `lease_until`; None if it is not pending and due (any more)."""
+        row = (
+            self.conn.execute(
+                update(notifications)
+                .where(
+                    notifications.c.id == notification_id,
+                    notifications.c.state == NotificationState.PENDING,
+                    notifications.c.next_attempt_at <= now,
+                )
+                .values(attempts=notifications.c.attempts + 1, next_attempt_at=lease_until)
+                .returning(*notifications.c)
+            )
+            .mappings()
+            .first()
+        )
+        return None if row is None else _from_row(QueuedNotification, row)
+
+    def record_notification_outcome(
+        self,
+        claimed: QueuedNotification,
+        state: NotificationState,
+        *,
+        next_attempt_at: datetime | None = None,
+        sent_at: datetime | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """Write the outcome of the attempt `claimed` stands for; False if another attempt has claimed it since."""
+        values: dict[str, Any] = {"state": state, "sent_at": sent_at}
+        if next_attempt_at is not None:
+            values["next_attempt_at"] = next_attempt_at
+        if error is not None:
+            values["last_error"] = error[:LAST_ERROR_MAX]
+        result = self.conn.execute(
+            update(notifications)
+            .where(
+                notifications.c.id == claimed.id,
+                notifications.c.state == NotificationState.PENDING,
+                notifications.c.attempts == claimed.attempts,
+            )
+            .values(values)
+        )
+        return bool(result.rowcount)
 
     def add_rejects(self, rejects: Iterable[Reject]) -> None:
         rows = [

@@ -18,7 +18,7 @@ class Ticker:
     def __init__(
         self,
         clock: Clock,
-        ticks: list[Callable[[datetime], None]],
+        ticks: list[Callable[[datetime], object]],  # what a tick returns is ignored
         interval: float = 1.0,
         *,
         name: str = "facmon-ticker",

@@ -11,14 +11,15 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from facmon.alerts.notify import ConsoleNotifier
+from facmon.alerts.outbox import Outbox
 from facmon.alerts.work_orders import WorkOrderPolicy
 from facmon.facility.config import FacilityConfig, load_config
-from facmon.facility.model import Priority, Reading, WorkOrderStatus
+from facmon.facility.model import NotificationState, Priority, Reading, WorkOrderStatus
 from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import StateStore
 from facmon.rules.conditions import RuleSet
 from facmon.rules.processor import RuleProcessor
-from tests.conftest import EXAMPLE
+from tests.conftest import EXAMPLE, FakeClock
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NIGHT = datetime(2026, 11, 21, 18, 0, tzinfo=UTC)  # 02:00 on the 22nd in Shanghai
@@ -58,6 +59,17 @@ def test_pipe_burst_at_night_opens_a_p1_due_in_five_minutes(setup) -> None:
     [alarm] = store.list_alarms().items
     assert order.alarm_id == alarm.id
     assert [e.kind for e in store.work_order_events(order.id)] == ["opened"]
+
+    # Queued with the work order, one message per channel, in its language; the outbox sends them.
+    queued = store.list_notifications().items
+    assert sorted((n.channel, n.language, n.state) for n in queued) == [
+        ("duty", "en", NotificationState.PENDING),
+        ("值班", "zh", NotificationState.PENDING),
+    ]
+    assert english.getvalue() == chinese.getvalue() == ""
+    notifiers = [ConsoleNotifier("duty", "en", english), ConsoleNotifier("值班", "zh", chinese)]
+    clock = FakeClock(NIGHT)
+    assert Outbox(store, {n.name: n for n in notifiers}, clock).deliver_due(clock.now()) == 2
     assert "WO-20261122-0001 [P1] Booster pump 1" in english.getvalue()
     assert "respond by 2026-11-22 02:05" in english.getvalue()
     assert "P1 紧急" in chinese.getvalue() and "响应期限 2026-11-22 02:05" in chinese.getvalue()

@@ -217,3 +217,42 @@ def test_alarm_timings_are_bounded(key: str, value: str) -> None:
     text = f"alarms: {{{key}: {value}}}\nsites: [{{id: s}}]\n"
     with pytest.raises(ConfigError, match=f"alarms.{key}: between"):
         parse_config(text, env={})
+
+
+def test_notification_channels_of_every_type() -> None:
+    channels = load_config(TESTDATA / "good-channels.yaml", env={}).notifications.channels
+    assert {name: c.type for name, c in channels.items()} == {
+        "duty-log": "console",
+        "ops-hook": "webhook",
+        "wecom-duty": "webhook",
+        "duty-mail": "email",
+        "siren": "mqtt",
+    }
+    hook, wecom, mail, siren = channels["ops-hook"], channels["wecom-duty"], channels["duty-mail"], channels["siren"]
+    assert hook.type == "webhook" and hook.format == "generic" and hook.timeout == timedelta(seconds=10)
+    assert hook.secret is not None and hook.secret.get_secret_value() == "s3cret"
+    assert wecom.type == "webhook" and wecom.format == "wecom" and wecom.language == "zh"
+    assert mail.type == "email" and (mail.port, mail.starttls, mail.ssl) == (587, True, False)
+    assert mail.to == ["duty@example.com", "值班@example.cn"]
+    assert siren.type == "mqtt" and (siren.topic, siren.qos, siren.retain) == ("facility/alerts/siren", 1, True)
+
+
+def test_channel_secrets_come_from_the_environment() -> None:
+    config = load_config(
+        TESTDATA / "good-channels.yaml", env={"FACMON_NOTIFICATIONS__CHANNELS__DUTY-MAIL__PASSWORD": "from-env"}
+    )
+    mail = config.notifications.channels["duty-mail"]
+    assert mail.type == "email" and mail.password is not None and mail.password.get_secret_value() == "from-env"
+
+
+def test_bad_channels_each_reported_at_their_key() -> None:
+    found = [p.split(":", 1)[1] for p in problems("bad-channels.yaml")]
+    assert found == [
+        "7: notifications.channels.ops-hook.url: 'ftp://ops.example.com/facmon': write http://host/path or"
+        " https://host/path",
+        "9: notifications.channels.ops-hook.secret: a teams webhook has no signing secret: its URL is the secret",
+        "13: notifications.channels.duty-mail.sender: 'facmon' is not an e-mail address such as duty@example.com",
+        "14: notifications.channels.duty-mail.to: name at least one address to send to",
+        "16: notifications.channels.pager.type: 'sms' is not one of 'console', 'webhook', 'email', 'mqtt'",
+        "17: notifications.channels.siren.type: required key is missing",
+    ]

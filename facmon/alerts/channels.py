@@ -1,0 +1,342 @@
+"""Notification channels that leave the process: webhooks, e-mail over SMTP, MQTT publish.
+
+Each is a `Notifier`: it never raises for a failed delivery, it returns a `Delivery` saying whether trying
+again could help. Retryable: the other side was unreachable, slow, busy or rate-limiting. Not retryable: the
+other side understood and refused (bad URL or token, unknown recipient, failed authentication), where the same
+message sent again would be refused again.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import smtplib
+import ssl
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import paho.mqtt.client as paho
+import urllib3
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from facmon.alerts.notify import Delivery, Notification, Notifier
+from facmon.facility.config import EmailChannel, MqttChannel, MqttConfig, WebhookChannel
+
+Clock = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def build_channel(name: str, channel: WebhookChannel | EmailChannel | MqttChannel, mqtt: MqttConfig) -> Notifier:
+    """The notifier for one configured channel (console channels are built by `notify.build_notifiers`)."""
+    if isinstance(channel, WebhookChannel):
+        return WebhookNotifier(name, channel)
+    if isinstance(channel, EmailChannel):
+        return EmailNotifier(name, channel)
+    return MqttNotifier(name, channel, mqtt)
+
+
+def _excerpt(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Webhooks
+
+# Platform error codes in a 200 answer that mean "too fast, try later"; any other non-zero code is a refusal.
+_RATE_LIMIT_CODES = {
+    "wecom": {45009},  # api freq out of limit
+    "dingtalk": {130101},  # send too fast
+    "feishu": {11232},  # frequency limited
+}
+
+
+def sign_generic(secret: str, timestamp: str, raw_body: bytes) -> str:
+    """The `X-Facmon-Signature` value: HMAC-SHA256 over `{timestamp}.{body}`, as a receiver recomputes it."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + raw_body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def sign_dingtalk(secret: str, timestamp_ms: str) -> str:
+    """DingTalk's `sign` query parameter before URL encoding: base64 HMAC-SHA256 of `{timestamp}\\n{secret}`."""
+    digest = hmac.new(secret.encode(), f"{timestamp_ms}\n{secret}".encode(), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def sign_feishu(secret: str, timestamp_s: str) -> str:
+    """Feishu's `sign` body field: base64 HMAC-SHA256 keyed with `{timestamp}\\n{secret}` over nothing."""
+    digest = hmac.new(f"{timestamp_s}\n{secret}".encode(), b"", hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def _slack_escape(text: str) -> str:
+    # Slack's mrkdwn treats these three as control characters.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def webhook_payload(fmt: str, notification: Notification, language: str, sent_at: datetime) -> dict[str, Any]:
+    """The JSON document for one webhook format, before any signature fields."""
+    subject, body = notification.subject, notification.body
+    if fmt == "wecom":
+        return {"msgtype": "markdown", "markdown": {"content": f"**{subject}**\n{body}"}}
+    if fmt == "dingtalk":
+        return {"msgtype": "markdown", "markdown": {"title": subject, "text": f"#### {subject}\n\n{body}"}}
+    if fmt == "feishu":
+        locale = "zh_cn" if language == "zh" else "en_us"
+        post = {locale: {"title": subject, "content": [[{"tag": "text", "text": body}]]}}
+        return {"msg_type": "post", "content": {"post": post}}
+    if fmt == "slack":
+        return {"text": f"*{_slack_escape(subject)}*\n{_slack_escape(body)}"}
+    if fmt == "teams":
+        card = {
+            "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+            "type": "AdaptiveCard",
+            "version": "1.4",
+            "body": [
+                {"type": "TextBlock", "text": subject, "weight": "Bolder", "size": "Medium", "wrap": True},
+                {"type": "TextBlock", "text": body, "wrap": True},
+            ],
+        }
+        attachment = {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": card}
+        return {"type": "message", "attachments": [attachment]}
+    return {"subject": subject, "body": body, "sent_at": sent_at.isoformat()}
+
+
+class WebhookNotifier:
+    """POSTs JSON to a URL, in facmon's own signed format or in a chat platform's robot format."""
+
+    def __init__(
+        self, name: str, channel: WebhookChannel, clock: Clock = _utc_now, pool: urllib3.PoolManager | None = None
+    ) -> None:
+        self.name = name
+        self.language: str = channel.language
+        self._channel = channel
+        self._clock = clock
+        # No retries here: the outbox owns retrying, and needs to hear about each failure.
+        self._pool = pool or urllib3.PoolManager(retries=False)
+
+    def send(self, notification: Notification) -> Delivery:
+        channel = self._channel
+        now = self._clock()
+        secret = channel.secret.get_secret_value() if channel.secret else None
+        url = channel.url
+        payload = webhook_payload(channel.format, notification, self.language, now)
+        headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "facmon"}
+        if notification.key:
+            headers["Idempotency-Key"] = notification.key
+        if channel.format == "dingtalk" and secret:
+            timestamp_ms = str(int(now.timestamp() * 1000))
+            url = _with_query(url, {"timestamp": timestamp_ms, "sign": sign_dingtalk(secret, timestamp_ms)})
+        elif channel.format == "feishu" and secret:
+            timestamp_s = str(int(now.timestamp()))
+            payload = {"timestamp": timestamp_s, "sign": sign_feishu(secret, timestamp_s), **payload}
+        raw = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        if channel.format == "generic":
+            timestamp_s = str(int(now.timestamp()))
+            headers["X-Facmon-Timestamp"] = timestamp_s
+            if secret:
+                headers["X-Facmon-Signature"] = sign_generic(secret, timestamp_s, raw)
+
+        timeout = channel.timeout.total_seconds()
+        try:
+            response = self._pool.request(
+                "POST", url, body=raw, headers=headers, timeout=urllib3.Timeout(connect=timeout, read=timeout)
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            # Refused connections, resets, timeouts, TLS handshakes that failed midway: all worth another go.
+            return Delivery(False, retryable=True, detail=f"{_redact(url)}: {_excerpt(str(exc))}")
+        text = response.data.decode("utf-8", errors="replace")
+        status = response.status
+        if status == 429 or status >= 500:
+            return Delivery(False, retryable=True, detail=f"HTTP {status}: {_excerpt(text)}")
+        if status >= 300:
+            return Delivery(False, retryable=False, detail=f"HTTP {status}: {_excerpt(text)}")
+        return self._platform_verdict(text)
+
+    def _platform_verdict(self, text: str) -> Delivery:
+        """Chat platforms answer 200 with an error code in the body when they refuse a message."""
+        fmt = self._channel.format
+        if fmt not in _RATE_LIMIT_CODES:
+            return Delivery(True)
+        try:
+            answer = json.loads(text)
+        except ValueError:
+            return Delivery(False, retryable=False, detail=f"not the JSON answer {fmt} gives: {_excerpt(text)}")
+        if not isinstance(answer, dict):
+            return Delivery(False, retryable=False, detail=f"not the JSON answer {fmt} gives: {_excerpt(text)}")
+        if fmt == "feishu":
+            code = answer.get("code", answer.get("StatusCode", 0))
+            message = answer.get("msg", answer.get("StatusMessage", ""))
+        else:
+            code, message = answer.get("errcode", 0), answer.get("errmsg", "")
+        if code in (0, None):
+            return Delivery(True)
+        retryable = code in _RATE_LIMIT_CODES[fmt]
+        return Delivery(False, retryable=retryable, detail=f"{fmt} error {code}: {_excerpt(str(message))}")
+
+
+def _with_query(url: str, extra: dict[str, str]) -> str:
+    parts = urlsplit(url)
+    query = f"{parts.query}&{urlencode(extra)}" if parts.query else urlencode(extra)
+    return urlunsplit(parts._replace(query=query))
+
+
+def _redact(url: str) -> str:
+    # Robot URLs carry their token in the query: keep it out of logs and the notification log.
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(query="…" if parts.query else ""))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# E-mail
+
+
+class EmailNotifier:
+    """Sends a plain-text UTF-8 e-mail over SMTP: STARTTLS on 587 by default, or TLS from the start (`ssl`)."""
+
+    def __init__(self, name: str, channel: EmailChannel, clock: Clock = _utc_now) -> None:
+        self.name = name
+        self.language: str = channel.language
+        self._channel = channel
+        self._clock = clock
+
+    def message(self, notification: Notification) -> EmailMessage:
+        channel = self._channel
+        msg = EmailMessage()
+        msg["Subject"] = notification.subject
+        msg["From"] = channel.sender
+        msg["To"] = ", ".join(channel.to)
+        msg["Date"] = format_datetime(self._clock())
+        domain = channel.sender.rsplit("@", 1)[1]
+        msg["Message-ID"] = f"<{notification.key}@{domain}>" if notification.key else make_msgid(domain=domain)
+        msg.set_content(notification.body, charset="utf-8")
+        return msg
+
+    def send(self, notification: Notification) -> Delivery:
+        channel = self._channel
+        msg = self.message(notification)
+        timeout = channel.timeout.total_seconds()
+        context = ssl.create_default_context()
+        try:
+            smtp = (
+                smtplib.SMTP_SSL(channel.host, channel.port, timeout=timeout, context=context)
+                if channel.ssl
+                else smtplib.SMTP(channel.host, channel.port, timeout=timeout)
+            )
+            with smtp:
+                if channel.starttls and not channel.ssl:
+                    smtp.starttls(context=context)
+                if channel.username:
+                    password = channel.password.get_secret_value() if channel.password else ""
+                    smtp.login(channel.username, password)
+                refused = smtp.send_message(msg)
+        except smtplib.SMTPAuthenticationError as exc:
+            return Delivery(False, retryable=False, detail=f"authentication failed: {_smtp_reply(exc)}")
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            replies = "; ".join(f"{rcpt}: {code} {_decode(text)}" for rcpt, (code, text) in exc.recipients.items())
+            return Delivery(False, retryable=all(400 <= c < 500 for c in codes), detail=_excerpt(replies))
+        except smtplib.SMTPResponseException as exc:
+            return Delivery(False, retryable=400 <= exc.smtp_code < 500, detail=_smtp_reply(exc))
+        except smtplib.SMTPNotSupportedError as exc:
+            return Delivery(False, retryable=False, detail=f"{channel.host}:{channel.port}: {exc}")
+        except ssl.SSLCertVerificationError as exc:
+            return Delivery(False, retryable=False, detail=f"{channel.host}:{channel.port}: {exc.verify_message}")
+        except (smtplib.SMTPException, OSError) as exc:
+            # Refused, reset, timed out, or the server hung up: worth another go.
+            return Delivery(False, retryable=True, detail=f"{channel.host}:{channel.port}: {_excerpt(str(exc))}")
+        if refused:
+            # Delivered to the others; sending again would repeat it to them, so it counts as sent.
+            return Delivery(True, detail=_excerpt("refused: " + ", ".join(refused)))
+        return Delivery(True)
+
+
+def _decode(text: bytes | str) -> str:
+    return text.decode("utf-8", errors="replace") if isinstance(text, bytes) else text
+
+
+def _smtp_reply(exc: smtplib.SMTPResponseException) -> str:
+    return _excerpt(f"SMTP {exc.smtp_code} {_decode(exc.smtp_error)}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# MQTT
+
+# CONNACK refusals where the same credentials will be refused again.
+_REFUSALS_FOR_GOOD = {"Bad user name or password", "Not authorized", "Client identifier not valid", "Banned"}
+
+
+class MqttNotifier:
+    """Publishes `{"subject", "body", "sent_at"}` as JSON to a topic on facmon's broker, and waits for the PUBACK.
+
+    Connects for each message rather than holding a connection: notifications are rare, a connect costs a
+    round trip on the local network, and a connection made for the message tells the truth about the broker
+    now, where a held one may have died unnoticed since the last message.
+    """
+
+    def __init__(self, name: str, channel: MqttChannel, mqtt: MqttConfig, clock: Clock = _utc_now) -> None:
+        self.name = name
+        self.language: str = channel.language
+        self._channel = channel
+        self._mqtt = mqtt
+        self._clock = clock
+
+    def send(self, notification: Notification) -> Delivery:
+        channel, mqtt = self._channel, self._mqtt
+        timeout = channel.timeout.total_seconds()
+        payload = json.dumps(
+            {"subject": notification.subject, "body": notification.body, "sent_at": self._clock().isoformat()},
+            ensure_ascii=False,
+        ).encode()
+        protocol = paho.MQTTv5 if mqtt.protocol == "5" else paho.MQTTv311
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"{mqtt.client_id}-notify-{uuid.uuid4().hex[:8]}", protocol=protocol
+        )
+        client.connect_timeout = timeout
+        if mqtt.username:
+            client.username_pw_set(mqtt.username, mqtt.password.get_secret_value() if mqtt.password else None)
+        if mqtt.tls:
+            client.tls_set()
+        connected = threading.Event()
+        outcome: list[ReasonCode] = []
+
+        def on_connect(_c: paho.Client, _u: object, _f: object, reason: ReasonCode, _p: object) -> None:
+            outcome.append(reason)
+            connected.set()
+
+        client.on_connect = on_connect
+        where = f"{mqtt.host}:{mqtt.port}"
+        try:
+            client.connect(mqtt.host, mqtt.port, keepalive=max(int(mqtt.keepalive.total_seconds()), 5))
+        except (OSError, ValueError) as exc:
+            return Delivery(False, retryable=True, detail=f"{where}: {_excerpt(str(exc))}")
+        client.loop_start()
+        try:
+            if not connected.wait(timeout):
+                return Delivery(False, retryable=True, detail=f"{where}: no CONNACK within {timeout:g}s")
+            reason = outcome[0]
+            if reason.is_failure:
+                return Delivery(False, retryable=str(reason) not in _REFUSALS_FOR_GOOD, detail=f"{where}: {reason}")
+            info = client.publish(channel.topic, payload, qos=channel.qos, retain=channel.retain)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError) as exc:
+                return Delivery(False, retryable=True, detail=f"{where}: {exc}")
+            if not info.is_published():
+                return Delivery(False, retryable=True, detail=f"{where}: no acknowledgement within {timeout:g}s")
+            return Delivery(True)
+        finally:
+            client.disconnect()
+            client.loop_stop()
