@@ -94,7 +94,15 @@ class Service:
         if notifiers is None:
             notifiers = build_notifiers(config.notifications, config.mqtt)
         self.work_orders = WorkOrderPolicy(config.work_orders, self.registry, self.state, config.tz, notifiers)
-        self.outbox = Outbox(self.state, {n.name: n for n in notifiers}, self.clock)
+        delivery = config.notifications.delivery
+        self.outbox = Outbox(
+            self.state,
+            {n.name: n for n in notifiers},
+            self.clock,
+            max_attempts=delivery.max_attempts,
+            base_delay=delivery.base_delay,
+            max_delay=delivery.max_delay,
+        )
         self.rules.listeners.append(self.work_orders)
         self.floods = FloodDetector(self.state)
         self.floods.restore(self.clock.now())

@@ -423,8 +423,25 @@ Channel = Annotated[ConsoleChannel | WebhookChannel | EmailChannel | MqttChannel
 CHANNEL_TYPES = ("console", "webhook", "email", "mqtt")
 
 
+class DeliveryConfig(_Model):
+    """How the outbox retries a notification a channel did not take: base * 2^(attempt - 1), capped."""
+
+    max_attempts: int = Field(8, ge=1, le=100)
+    base_delay: Duration = timedelta(seconds=10)
+    max_delay: Duration = timedelta(hours=1)
+
+    @model_validator(mode="after")
+    def _delays(self) -> DeliveryConfig:
+        if self.base_delay < timedelta(seconds=1):
+            raise ValueError("base_delay must be at least 1s")
+        if self.max_delay < self.base_delay:
+            raise ValueError("max_delay must not be below base_delay")
+        return self
+
+
 class NotificationsConfig(_Model):
     channels: dict[str, Channel] = {}
+    delivery: DeliveryConfig = DeliveryConfig()
 
 
 class FacilityConfig(_Model):

@@ -256,3 +256,13 @@ def test_bad_channels_each_reported_at_their_key() -> None:
         "16: notifications.channels.pager.type: 'sms' is not one of 'console', 'webhook', 'email', 'mqtt'",
         "17: notifications.channels.siren.type: required key is missing",
     ]
+
+
+def test_notification_delivery_settings_are_checked() -> None:
+    base = "sites: [{id: s}]\nnotifications: {delivery: %s}\n"
+    config = parse_config(base % "{max_attempts: 3, base_delay: 30s, max_delay: 10m}", env={})
+    assert config.notifications.delivery.max_attempts == 3
+    assert config.notifications.delivery.max_delay == timedelta(minutes=10)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(base % "{base_delay: 1h, max_delay: 10m}", env={})
+    assert "max_delay must not be below base_delay" in str(caught.value)
