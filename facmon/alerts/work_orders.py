@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from facmon.alerts.messages import work_order_opened
 from facmon.alerts.notify import Notifier
+from facmon.alerts.work_order_lifecycle import transition
 from facmon.facility.config import AutoOpen, WorkOrdersConfig
 from facmon.facility.model import (
     CATEGORY_OF_DEVICE_TYPE,
@@ -19,6 +20,7 @@ from facmon.facility.model import (
     Priority,
     WorkOrder,
     WorkOrderEvent,
+    WorkOrderSource,
     WorkOrderStatus,
 )
 from facmon.facility.registry import DeviceRegistry
@@ -41,7 +43,7 @@ def open_work_order(
     title: str,
     category: Category,
     priority: Priority,
-    source: str,
+    source: WorkOrderSource,
     at: datetime,
     tz: ZoneInfo,
     response_target: timedelta | None,
@@ -49,9 +51,10 @@ def open_work_order(
     alarm_id: int | None = None,
     description: str | None = None,
     team: str | None = None,
+    location: str | None = None,
     actor: str = "system",
 ) -> WorkOrder:
-    """Number and insert a work order, with the first line of its history."""
+    """Number and insert a work order, with the first line of its history; its location defaults to the device's."""
     number = tx.next_work_order_number(at.astimezone(tz).strftime("%Y%m%d"))
     order = tx.insert_work_order(
         WorkOrder(
@@ -61,7 +64,7 @@ def open_work_order(
             description=description,
             device_id=device.id if device else None,
             site=device.site if device else None,
-            location=_location(device) if device else None,
+            location=location or (_location(device) if device else None),
             category=category,
             priority=priority,
             status=WorkOrderStatus.OPEN,
@@ -75,6 +78,26 @@ def open_work_order(
     )
     tx.add_work_order_event(WorkOrderEvent(order.id, at, "opened", order.status, actor, description))
     return order
+
+
+def transition_work_order(
+    store: StateStore,
+    work_order_id: int,
+    to: WorkOrderStatus,
+    *,
+    by: str,
+    at: datetime,
+    note: str | None = None,
+    assignee: str | None = None,
+) -> WorkOrder:
+    """Move a work order to `to` and record it in its history, in one transaction (see work_order_lifecycle)."""
+    with store.begin() as tx:
+        order = tx.get_work_order(work_order_id)
+        new, event = transition(order, to, by=by, at=at, note=note, assignee=assignee)
+        tx.update_work_order(new)
+        tx.add_work_order_event(event)
+    log.info("work order %s: %s → %s by %s", new.number, order.status, new.status, by)
+    return new
 
 
 def queue_work_order_opened(
@@ -147,7 +170,7 @@ class WorkOrderPolicy:
                 title=f"{device.name}: {alarm.message}",
                 category=CATEGORY_OF_DEVICE_TYPE[device.type],
                 priority=rule.priority,
-                source="alarm",
+                source=WorkOrderSource.ALARM,
                 at=at,
                 tz=self._tz,
                 response_target=self._config.response_targets.get(rule.priority),

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 from prometheus_client import CollectorRegistry
 
+from facmon.alerts.notify import Notifier
 from facmon.facility.clock import Clock
 from facmon.facility.config import FacilityConfig
 from facmon.facility.registry import DeviceRegistry
@@ -32,6 +33,8 @@ class Services:
     gateways: GatewayPresence = field(default_factory=lambda: GatewayPresence(()))
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     seq_gaps: Callable[[str], int] = lambda _device_id: 0
+    # The channels a new work order is announced on (its messages are queued, the outbox sends them).
+    notifiers: Sequence[Notifier] = ()
 
 
 def get_services(request: Request) -> Services:

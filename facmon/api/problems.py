@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from facmon.alerts.errors import TransitionInputError, TransitionNotAllowedError
 from facmon.facility.errors import ConfigError, NotFoundError, StateStoreError
 from facmon.ingest.errors import TelemetryStoreError
 from facmon.rules.lifecycle import LifecycleError
@@ -49,6 +50,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(LifecycleError)
     async def _conflict(_request: Request, exc: LifecycleError) -> JSONResponse:
         return problem(409, _title(409), str(exc))
+
+    @app.exception_handler(TransitionNotAllowedError)
+    async def _transition(_request: Request, exc: TransitionNotAllowedError) -> JSONResponse:
+        return problem(409, _title(409), str(exc), current_status=exc.current, allowed=list(exc.allowed))
+
+    @app.exception_handler(TransitionInputError)
+    async def _transition_input(_request: Request, exc: TransitionInputError) -> JSONResponse:
+        loc = f"body.{exc.field}"
+        return problem(422, "Invalid request", f"{loc}: {exc.message}", errors=[{"loc": loc, "msg": exc.message}])
 
     @app.exception_handler(ConfigError)
     async def _config(_request: Request, exc: ConfigError) -> JSONResponse:

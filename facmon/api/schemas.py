@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Generic, TypeVar
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from facmon.facility.model import (
     AlarmState,
@@ -16,6 +16,7 @@ from facmon.facility.model import (
     NotificationState,
     Priority,
     Severity,
+    WorkOrderSource,
     WorkOrderStatus,
 )
 from facmon.ingest.storage import Aggregate
@@ -160,13 +161,96 @@ class WorkOrderPublic(BaseModel):
     category: Category
     priority: Priority
     status: WorkOrderStatus
-    source: str
+    source: WorkOrderSource = Field(description="`alarm`, `manual` (created through the API) or `preventive`")
     alarm_id: int | None
     team: str | None
     assignee: str | None
     created_at: datetime
     updated_at: datetime | None
-    due_at: datetime | None
+    due_at: datetime | None = Field(description="`created_at` plus the response target of its priority")
+    first_response_at: datetime | None = Field(description="When it first moved out of `open` to be worked on")
+    resolved_at: datetime | None = Field(description="When it was resolved; `null` again if reopened")
+    closed_at: datetime | None
+    response_minutes: float | None = Field(description="From `created_at` to `first_response_at`, in minutes")
+    resolution_minutes: float | None = Field(description="From `created_at` to `resolved_at`, in minutes")
+
+
+class WorkOrderEventPublic(BaseModel):
+    id: int
+    at: datetime
+    kind: str = Field(examples=["opened", "transition", "alarm_cleared"])
+    from_status: WorkOrderStatus | None = Field(description="For a transition, the status it left")
+    status: WorkOrderStatus = Field(description="The status after it")
+    actor: str = Field(description="`system` for facmon itself, else who made the change")
+    assignee: str | None = Field(description="For a transition, the assignee after it")
+    note: str | None
+
+
+class WorkOrderDetail(WorkOrderPublic):
+    history: list[WorkOrderEventPublic] = Field(description="Every change, oldest first")
+
+
+class WorkOrderCreate(BaseModel):
+    """A work order opened by hand. Unknown fields are refused, so that a misspelt one is not silently lost."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "title": "Door of lift B1 scrapes on floor 3",
+                    "description": "Reported by the tenant of 3-02.",
+                    "priority": "P3",
+                    "device_id": "lift-B1",
+                    "team": "lift-contractor",
+                    "by": "wang.li",
+                },
+                {
+                    "title": "Replace the broken lamp in the B1 corridor",
+                    "category": "general",
+                    "priority": "P4",
+                    "location": "riverside / A / B1 corridor",
+                    "by": "wang.li",
+                },
+            ]
+        },
+    )
+
+    title: str = Field(min_length=3, max_length=200)
+    description: str | None = Field(None, max_length=4000)
+    priority: Priority
+    category: Category | None = Field(
+        None, description="Defaults to the device's (`water` for a pump, …); required without a device"
+    )
+    device_id: str | None = Field(None, description="A registered device, if the work is on one")
+    location: str | None = Field(None, max_length=200, description="Defaults to the device's site, building, place")
+    team: str | None = Field(None, max_length=64)
+    by: str = Field("anonymous", min_length=1, max_length=64)
+
+
+class WorkOrderTransition(BaseModel):
+    """Move a work order to another status. Unknown fields are refused."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"to": "assigned", "assignee": "zhang.wei", "by": "wang.li"},
+                {"to": "in_progress", "by": "zhang.wei", "note": "on site"},
+                {"to": "resolved", "by": "zhang.wei", "note": "replaced the pressure switch"},
+                {"to": "cancelled", "by": "wang.li", "note": "duplicate of WO-20261122-0001"},
+            ]
+        },
+    )
+
+    to: WorkOrderStatus
+    by: str = Field("anonymous", min_length=1, max_length=64)
+    note: str | None = Field(
+        None, max_length=2000, description="Required to `resolved` (what was done) and `cancelled` (why)"
+    )
+    assignee: str | None = Field(
+        None, max_length=64, description="Required to `assigned`; may be given to `in_progress`; not otherwise"
+    )
 
 
 class RejectPublic(BaseModel):

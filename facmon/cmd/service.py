@@ -131,6 +131,7 @@ class Service:
                 gateways=self.gateways,
                 metrics=self.metrics,
                 seq_gaps=self.pipeline.duplicates.gaps,
+                notifiers=notifiers,
             )
         )
 

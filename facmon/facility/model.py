@@ -62,6 +62,14 @@ class WorkOrderStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+class WorkOrderSource(StrEnum):
+    """Who opened a work order: an alarm, a person, or a maintenance plan."""
+
+    ALARM = "alarm"
+    MANUAL = "manual"
+    PREVENTIVE = "preventive"
+
+
 class Category(StrEnum):
     WATER = "water"
     POWER = "power"
@@ -163,7 +171,7 @@ class WorkOrder:
     category: Category
     priority: Priority
     status: WorkOrderStatus
-    source: str
+    source: WorkOrderSource
     created_at: datetime
     due_at: datetime | None
     alarm_id: int | None = None
@@ -172,10 +180,16 @@ class WorkOrder:
     team: str | None = None
     assignee: str | None = None
     updated_at: datetime | None = None
+    # When someone first took it up (assigned or started), when it was last resolved, when it was closed.
+    first_response_at: datetime | None = None
+    resolved_at: datetime | None = None
+    closed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class WorkOrderEvent:
+    """One line of a work order's history: what happened, when, by whom; for a transition, from which status."""
+
     work_order_id: int
     at: datetime
     kind: str
@@ -183,6 +197,8 @@ class WorkOrderEvent:
     actor: str = "system"
     note: str | None = None
     id: int | None = None
+    from_status: WorkOrderStatus | None = None
+    assignee: str | None = None
 
 
 class NotificationState(StrEnum):

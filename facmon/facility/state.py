@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any, Generic, TypeVar, cast, get_type_hints
+from typing import Any, Generic, TypeVar, cast, get_args, get_type_hints
 
 from alembic import command as alembic_command
 from alembic.config import Config as AlembicConfig
@@ -55,7 +55,9 @@ from facmon.facility.model import (
     Alarm,
     AlarmEvent,
     AlarmState,
+    Category,
     NotificationState,
+    Priority,
     QueuedNotification,
     Reject,
     Severity,
@@ -148,6 +150,9 @@ work_orders = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("due_at", UTCDateTime),
+    Column("first_response_at", UTCDateTime),
+    Column("resolved_at", UTCDateTime),
+    Column("closed_at", UTCDateTime),
     Index("ix_work_orders_status", "status"),
 )
 
@@ -161,6 +166,8 @@ work_order_events = Table(
     Column("status", String(16), nullable=False),
     Column("actor", String(64), nullable=False),
     Column("note", Text),
+    Column("from_status", String(16)),
+    Column("assignee", String(64)),
 )
 
 # Work order numbers are WO-YYYYMMDD-NNNN: the last NNNN handed out per day.
@@ -453,7 +460,10 @@ class StateStore:
         self,
         *,
         statuses: Sequence[WorkOrderStatus] | None = None,
+        priorities: Sequence[Priority] = (),
+        categories: Sequence[Category] = (),
         device_id: str | None = None,
+        assignee: str | None = None,
         alarm_id: int | None = None,
         limit: int = 100,
         offset: int = 0,
@@ -462,6 +472,12 @@ class StateStore:
         query = select(work_orders)
         if statuses is not None:
             query = query.where(work_orders.c.status.in_(statuses))
+        if priorities:
+            query = query.where(work_orders.c.priority.in_(priorities))
+        if categories:
+            query = query.where(work_orders.c.category.in_(categories))
+        if assignee:
+            query = query.where(work_orders.c.assignee == assignee)
         if device_id:
             query = query.where(work_orders.c.device_id == device_id)
         if alarm_id is not None:
@@ -642,6 +658,17 @@ class StateTransaction:
             bumped = 1
         return f"WO-{day}-{bumped:04d}"
 
+    def get_work_order(self, work_order_id: int) -> WorkOrder:
+        """Read a work order and, on PostgreSQL, lock its row until the transaction ends, so changes queue up."""
+        row = (
+            self.conn.execute(select(work_orders).where(work_orders.c.id == work_order_id).with_for_update())
+            .mappings()
+            .first()
+        )
+        if row is None:
+            raise NotFoundError("work order", work_order_id)
+        return _from_row(WorkOrder, row)
+
     def insert_work_order(self, order: WorkOrder) -> WorkOrder:
         values = _work_order_row(order)
         del values["id"]
@@ -782,12 +809,22 @@ def _work_order_row(order: WorkOrder) -> dict[str, Any]:
 _ENUM_FIELDS: dict[type, dict[str, type[Enum]]] = {}
 
 
+def _enum_of(hint: Any) -> type[Enum] | None:
+    """The enum of a field typed `E` or `E | None`."""
+    for candidate in (hint, *get_args(hint)):
+        if isinstance(candidate, type) and issubclass(candidate, Enum):
+            return candidate
+    return None
+
+
 def _from_row(cls: type[D], row: Any) -> D:
-    """A row as the domain dataclass, its enum-typed fields turned back into their enums."""
+    """A row as the domain dataclass, its enum-typed fields turned back into their enums (None stays None)."""
     enums = _ENUM_FIELDS.get(cls)
     if enums is None:
         hints = get_type_hints(cls)
-        enums = {name: hint for name, hint in hints.items() if isinstance(hint, type) and issubclass(hint, Enum)}
+        enums = {name: enum for name, hint in hints.items() if (enum := _enum_of(hint)) is not None}
         _ENUM_FIELDS[cls] = enums
     names = [f.name for f in fields(cast(Any, cls))]
-    return cls(**{name: enums[name](row[name]) if name in enums else row[name] for name in names})
+    return cls(
+        **{name: enums[name](row[name]) if name in enums and row[name] is not None else row[name] for name in names}
+    )

@@ -10,11 +10,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from facmon.alerts.errors import TransitionInputError, TransitionNotAllowedError
 from facmon.alerts.notify import ConsoleNotifier
 from facmon.alerts.outbox import Outbox
-from facmon.alerts.work_orders import WorkOrderPolicy
+from facmon.alerts.work_order_lifecycle import resolution_time, response_time
+from facmon.alerts.work_orders import WorkOrderPolicy, open_work_order, transition_work_order
 from facmon.facility.config import FacilityConfig, load_config
-from facmon.facility.model import NotificationState, Priority, Reading, WorkOrderStatus
+from facmon.facility.errors import NotFoundError
+from facmon.facility.model import Category, NotificationState, Priority, Reading, WorkOrderSource, WorkOrderStatus
+from facmon.facility.model import WorkOrderStatus as S
 from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import StateStore
 from facmon.rules.conditions import RuleSet
@@ -111,3 +115,71 @@ def test_severities_without_a_policy_entry_open_nothing(tmp_path: Path) -> None:
     feed(processor, "smoke-A-01", {"state": "normal", "battery_pct": 10})
     assert store.list_alarms().total == 1 and store.list_work_orders().total == 0
     store.close()
+
+
+# -- moving a work order through its states, on SQLite and PostgreSQL
+
+
+def test_a_night_callout_is_recorded_step_by_step_with_its_times(state_store: StateStore) -> None:
+    """Burst pipe at 02:00 → assigned at 02:03 → on site 02:12 → resolved 02:50 → signed off at 09:00."""
+    clock = FakeClock(NIGHT)
+    with state_store.begin() as tx:
+        order = open_work_order(
+            tx,
+            title="Booster pump 1: pressure low",
+            category=Category.WATER,
+            priority=Priority.P1,
+            source=WorkOrderSource.ALARM,
+            at=clock.now(),
+            tz=SHANGHAI,
+            response_target=timedelta(minutes=5),
+        )
+    clock.advance(minutes=3)
+    transition_work_order(state_store, order.id, S.ASSIGNED, by="duty", at=clock.now(), assignee="zhang.wei")
+    clock.advance(minutes=9)
+    transition_work_order(state_store, order.id, S.IN_PROGRESS, by="zhang.wei", at=clock.now(), note="on site")
+    clock.advance(minutes=38)
+    transition_work_order(
+        state_store, order.id, S.RESOLVED, by="zhang.wei", at=clock.now(), note="replaced the pressure switch"
+    )
+    clock.advance(hours=6, minutes=10)
+    closed = transition_work_order(state_store, order.id, S.CLOSED, by="wang.li", at=clock.now())
+
+    assert closed == state_store.get_work_order(order.id)
+    assert closed.assignee == "zhang.wei"
+    assert response_time(closed) == timedelta(minutes=3)
+    assert resolution_time(closed) == timedelta(minutes=50)
+    assert closed.closed_at == NIGHT + timedelta(hours=7)
+    history = [
+        (e.kind, e.from_status, e.status, e.actor, e.note, e.at - NIGHT)
+        for e in state_store.work_order_events(order.id)
+    ]
+    assert history == [
+        ("opened", None, S.OPEN, "system", None, timedelta(0)),
+        ("transition", S.OPEN, S.ASSIGNED, "duty", None, timedelta(minutes=3)),
+        ("transition", S.ASSIGNED, S.IN_PROGRESS, "zhang.wei", "on site", timedelta(minutes=12)),
+        ("transition", S.IN_PROGRESS, S.RESOLVED, "zhang.wei", "replaced the pressure switch", timedelta(minutes=50)),
+        ("transition", S.RESOLVED, S.CLOSED, "wang.li", None, timedelta(hours=7)),
+    ]
+
+
+def test_a_refused_move_changes_nothing(state_store: StateStore) -> None:
+    with state_store.begin() as tx:
+        order = open_work_order(
+            tx,
+            title="Lamp",
+            category=Category.GENERAL,
+            priority=Priority.P4,
+            source=WorkOrderSource.MANUAL,
+            at=NIGHT,
+            tz=SHANGHAI,
+            response_target=None,
+        )
+    with pytest.raises(TransitionNotAllowedError):
+        transition_work_order(state_store, order.id, S.CLOSED, by="wang.li", at=NIGHT)
+    with pytest.raises(TransitionInputError):
+        transition_work_order(state_store, order.id, S.CANCELLED, by="wang.li", at=NIGHT)
+    assert state_store.get_work_order(order.id) == order
+    assert len(state_store.work_order_events(order.id)) == 1
+    with pytest.raises(NotFoundError):
+        transition_work_order(state_store, 999, S.ASSIGNED, by="wang.li", at=NIGHT, assignee="x")

@@ -19,6 +19,7 @@ from facmon.facility.model import (
     Severity,
     WorkOrder,
     WorkOrderEvent,
+    WorkOrderSource,
     WorkOrderStatus,
 )
 from facmon.facility.state import StateStore
@@ -40,7 +41,7 @@ def work_order(number: str, priority: Priority = Priority.P2, alarm_id: int | No
         Category.WATER,
         priority,
         WorkOrderStatus.OPEN,
-        "alarm",
+        WorkOrderSource.ALARM,
         T0,
         T0 + timedelta(minutes=30),
         alarm_id,
@@ -120,6 +121,62 @@ def test_work_orders_with_history_and_urgency_order(state_store: StateStore) -> 
     assert loaded.due_at is not None and loaded.due_at.astimezone(ZoneInfo("Asia/Shanghai")).hour == 10
     [event] = state_store.work_order_events(p1.id)
     assert (event.kind, event.note) == ("opened", "by alarm")
+
+
+def test_work_order_filters_and_lifecycle_fields_round_trip(state_store: StateStore) -> None:
+    later = T0 + timedelta(minutes=20)
+    with state_store.begin() as tx:
+        water = tx.insert_work_order(work_order("WO-20261122-0001", Priority.P1))
+        lamp = tx.insert_work_order(
+            replace(
+                work_order("WO-20261122-0002", Priority.P4),
+                device_id=None,
+                category=Category.GENERAL,
+                source=WorkOrderSource.MANUAL,
+                status=WorkOrderStatus.RESOLVED,
+                assignee="zhang.wei",
+                first_response_at=T0 + timedelta(minutes=3),
+                resolved_at=later,
+            )
+        )
+        tx.add_work_order_event(
+            WorkOrderEvent(
+                lamp.id,
+                later,
+                "transition",
+                WorkOrderStatus.RESOLVED,
+                "zhang.wei",
+                "new lamp",
+                from_status=WorkOrderStatus.IN_PROGRESS,
+                assignee="zhang.wei",
+            )
+        )
+        assert tx.get_work_order(lamp.id) == replace(lamp, updated_at=T0)
+    loaded = state_store.get_work_order(lamp.id)
+    assert (loaded.source, loaded.first_response_at, loaded.resolved_at, loaded.closed_at) == (
+        WorkOrderSource.MANUAL,
+        T0 + timedelta(minutes=3),
+        later,
+        None,
+    )
+    [event] = state_store.work_order_events(lamp.id)
+    assert (event.from_status, event.status, event.assignee) == (
+        WorkOrderStatus.IN_PROGRESS,
+        WorkOrderStatus.RESOLVED,
+        "zhang.wei",
+    )
+
+    def ids(**filters: object) -> list[int]:
+        return [o.id for o in state_store.list_work_orders(**filters).items]  # type: ignore[arg-type]
+
+    assert ids(priorities=[Priority.P1]) == [water.id]
+    assert ids(priorities=[Priority.P1, Priority.P4]) == [water.id, lamp.id]
+    assert ids(categories=[Category.GENERAL]) == [lamp.id]
+    assert ids(assignee="zhang.wei") == [lamp.id]
+    assert ids(assignee="nobody") == []
+    assert ids(device_id="pump-1", categories=[Category.WATER]) == [water.id]
+    with pytest.raises(NotFoundError), state_store.begin() as tx:
+        tx.get_work_order(999)
 
 
 def test_work_order_numbers_are_unique(state_store: StateStore) -> None:

@@ -1,34 +1,140 @@
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import timedelta
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query
 
+from facmon.alerts.work_order_lifecycle import resolution_time, response_time
+from facmon.alerts.work_orders import open_work_order, queue_work_order_opened, transition_work_order
 from facmon.api.deps import ServicesDep
-from facmon.api.routes.params import Limit, Offset, enum_list
-from facmon.api.schemas import Page, WorkOrderPublic, local_time
-from facmon.facility.model import WorkOrder, WorkOrderStatus
+from facmon.api.routes.params import Limit, Offset, enum_list, invalid
+from facmon.api.schemas import (
+    Page,
+    WorkOrderCreate,
+    WorkOrderDetail,
+    WorkOrderEventPublic,
+    WorkOrderPublic,
+    WorkOrderTransition,
+    local_time,
+)
+from facmon.facility.model import (
+    CATEGORY_OF_DEVICE_TYPE,
+    Category,
+    Priority,
+    WorkOrder,
+    WorkOrderEvent,
+    WorkOrderSource,
+    WorkOrderStatus,
+)
 
 router = APIRouter(prefix="/api/v1/work-orders", tags=["work orders"])
+
+_ONE: dict[int | str, dict[str, Any]] = {404: {"description": "No such work order"}}
 
 
 @router.get("", response_model=Page[WorkOrderPublic], summary="Work orders, most urgent first")
 def list_work_orders(
     services: ServicesDep,
     status: Annotated[list[str] | None, Query(description="One or more statuses, comma-separated")] = None,
+    priority: Annotated[list[str] | None, Query(description="One or more of P1…P4, comma-separated")] = None,
+    category: Annotated[list[str] | None, Query(description="One or more categories, comma-separated")] = None,
     device: str | None = None,
+    assignee: str | None = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Page[WorkOrderPublic]:
     statuses = enum_list(status, WorkOrderStatus, "status") or None
-    page = services.state.list_work_orders(statuses=statuses, device_id=device, limit=limit, offset=offset)
+    page = services.state.list_work_orders(
+        statuses=statuses,
+        priorities=enum_list(priority, Priority, "priority"),
+        categories=enum_list(category, Category, "category"),
+        device_id=device,
+        assignee=assignee,
+        limit=limit,
+        offset=offset,
+    )
     return Page(items=[public_work_order(o, services.config.tz) for o in page.items], total=page.total)
 
 
-@router.get("/{work_order_id}", response_model=WorkOrderPublic, responses={404: {"description": "No such work order"}})
-def get_work_order(services: ServicesDep, work_order_id: int) -> WorkOrderPublic:
-    return public_work_order(services.state.get_work_order(work_order_id), services.config.tz)
+@router.post(
+    "",
+    response_model=WorkOrderDetail,
+    status_code=201,
+    summary="Open a work order by hand",
+    description="Numbered from the same daily `WO-YYYYMMDD-NNNN` counter as those opened by alarms, due by the "
+    "response target of its priority, and announced on the configured channels.",
+    responses={422: {"description": "A field missing or invalid, or no such device"}},
+)
+def create_work_order(services: ServicesDep, body: WorkOrderCreate) -> WorkOrderDetail:
+    device = None
+    if body.device_id is not None:
+        device = services.registry.get(body.device_id)
+        if device is None:
+            raise invalid("body", "device_id", f"no device {body.device_id!r}")
+    category = body.category or (CATEGORY_OF_DEVICE_TYPE[device.type] if device else None)
+    if category is None:
+        raise invalid("body", "category", "a work order without a device needs a category")
+    tz = services.config.tz
+    with services.state.begin() as tx:
+        order = open_work_order(
+            tx,
+            title=body.title,
+            category=category,
+            priority=body.priority,
+            source=WorkOrderSource.MANUAL,
+            at=services.clock.now(),
+            tz=tz,
+            response_target=services.config.work_orders.response_targets.get(body.priority),
+            device=device,
+            description=body.description,
+            team=body.team,
+            location=body.location,
+            actor=body.by,
+        )
+        queue_work_order_opened(tx, order, services.notifiers, tz)
+    return detail(services, order)
+
+
+@router.get(
+    "/{work_order_id}", response_model=WorkOrderDetail, summary="One work order with its history", responses=_ONE
+)
+def get_work_order(services: ServicesDep, work_order_id: int) -> WorkOrderDetail:
+    return detail(services, services.state.get_work_order(work_order_id))
+
+
+@router.post(
+    "/{work_order_id}/transition",
+    response_model=WorkOrderDetail,
+    summary="Move a work order to another status",
+    description="open → assigned, in_progress, cancelled; assigned → in_progress, on_hold, open (unassign), "
+    "cancelled; in_progress → on_hold, resolved, cancelled; on_hold → in_progress, cancelled; resolved → closed, "
+    "in_progress (reopen); closed and cancelled are final. `assigned` needs an `assignee`, `resolved` and "
+    "`cancelled` a `note`. Each move is recorded in the history with who made it and the note.",
+    responses={
+        **_ONE,
+        409: {"description": "Not allowed from its status; `current_status` and `allowed` say where it can go"},
+        422: {"description": "A field missing or invalid, such as no assignee for `assigned`"},
+    },
+)
+def transition(services: ServicesDep, work_order_id: int, body: WorkOrderTransition) -> WorkOrderDetail:
+    order = transition_work_order(
+        services.state,
+        work_order_id,
+        body.to,
+        by=body.by,
+        at=services.clock.now(),
+        note=body.note,
+        assignee=body.assignee,
+    )
+    return detail(services, order)
+
+
+def detail(services: ServicesDep, order: WorkOrder) -> WorkOrderDetail:
+    tz = services.config.tz
+    history = [public_event(e, tz) for e in services.state.work_order_events(order.id)]
+    return WorkOrderDetail(**public_work_order(order, tz).model_dump(), history=history)
 
 
 def public_work_order(order: WorkOrder, tz: ZoneInfo) -> WorkOrderPublic:
@@ -50,4 +156,26 @@ def public_work_order(order: WorkOrder, tz: ZoneInfo) -> WorkOrderPublic:
         created_at=order.created_at.astimezone(tz),
         updated_at=local_time(order.updated_at, tz),
         due_at=local_time(order.due_at, tz),
+        first_response_at=local_time(order.first_response_at, tz),
+        resolved_at=local_time(order.resolved_at, tz),
+        closed_at=local_time(order.closed_at, tz),
+        response_minutes=_minutes(response_time(order)),
+        resolution_minutes=_minutes(resolution_time(order)),
     )
+
+
+def public_event(event: WorkOrderEvent, tz: ZoneInfo) -> WorkOrderEventPublic:
+    return WorkOrderEventPublic(
+        id=event.id or 0,
+        at=event.at.astimezone(tz),
+        kind=event.kind,
+        from_status=event.from_status,
+        status=event.status,
+        actor=event.actor,
+        assignee=event.assignee,
+        note=event.note,
+    )
+
+
+def _minutes(span: timedelta | None) -> float | None:
+    return round(span.total_seconds() / 60, 1) if span is not None else None
