@@ -165,6 +165,18 @@ class WorkOrderPolicy:
 
     def _open_for(self, alarm: Alarm, device: Device, rule: AutoOpen, at: datetime) -> None:
         with self._store.begin() as tx:
+            window = self._config.attach_within
+            earlier = (
+                tx.unfinished_work_order_of_rule(device.id, alarm.rule, at - window, OPEN_STATUSES) if window else None
+            )
+            if earlier is not None:
+                # The same fault again, while someone is on it: one job, with the recurrence on its record.
+                note = f"alarm {alarm.id} raised again ({alarm.rule}, {alarm.severity}): {alarm.message}"
+                tx.add_work_order_event(
+                    WorkOrderEvent(earlier.id, at, "alarm_raised_again", earlier.status, "system", note)
+                )
+                log.info("alarm %s joins work order %s", alarm.id, earlier.number)
+                return
             order = open_work_order(
                 tx,
                 title=f"{device.name}: {alarm.message}",

@@ -288,6 +288,9 @@ DEFAULT_RESPONSE_TARGETS = {
 class WorkOrdersConfig(_Model):
     auto_open: list[AutoOpen] = []
     response_targets: dict[Priority, Duration] = DEFAULT_RESPONSE_TARGETS
+    # An alarm raised again by the same rule on the same device within this time of a work order that is
+    # not yet resolved joins that work order instead of opening another; 0s opens one per alarm.
+    attach_within: Duration = timedelta(hours=1)
 
     @field_validator("response_targets", mode="before")
     @classmethod

@@ -297,6 +297,17 @@ class AlarmFlood:
     peak: int
 
 
+@dataclass(frozen=True, slots=True)
+class AlarmCount:
+    """How many alarms a rule raised on a device at one severity: the raw material of the monthly report."""
+
+    device_id: str
+    site: str
+    rule: str
+    severity: Severity
+    count: int
+
+
 def normalise_url(url: str) -> str:
     """Use psycopg 3 for PostgreSQL URLs that name no driver."""
     parsed = make_url(url)
@@ -600,6 +611,48 @@ class StateStore:
             return [_from_row(AlarmFlood, row) for row in rows]
 
 
+    # -- monthly reports
+
+    def alarm_counts(self, start: datetime, end: datetime) -> list[AlarmCount]:
+        """Alarms raised from `start` up to (not including) `end`, not suppressed, counted per device, rule and severity."""
+        query = (
+            select(alarms.c.device_id, alarms.c.site, alarms.c.rule, alarms.c.severity, func.count().label("count"))
+            .where(alarms.c.raised_at >= start, alarms.c.raised_at < end, alarms.c.suppressed.is_(False))
+            .group_by(alarms.c.device_id, alarms.c.site, alarms.c.rule, alarms.c.severity)
+            .order_by(alarms.c.device_id, alarms.c.rule, alarms.c.severity)
+        )
+        with self.engine.connect() as conn:
+            return [_from_row(AlarmCount, row) for row in conn.execute(query).mappings()]
+
+    def first_acknowledgements(self, start: datetime, end: datetime) -> list[tuple[datetime, datetime | None]]:
+        """Of each alarm raised from `start` up to `end`, not suppressed: when it was raised and first acknowledged."""
+        first_ack = (
+            select(alarm_events.c.alarm_id, func.min(alarm_events.c.at).label("at"))
+            .where(alarm_events.c.kind == "acknowledged")
+            .group_by(alarm_events.c.alarm_id)
+            .subquery()
+        )
+        query = (
+            select(alarms.c.raised_at, first_ack.c.at)
+            .outerjoin(first_ack, first_ack.c.alarm_id == alarms.c.id)
+            .where(alarms.c.raised_at >= start, alarms.c.raised_at < end, alarms.c.suppressed.is_(False))
+            .order_by(alarms.c.id)
+        )
+        with self.engine.connect() as conn:
+            # MIN() over a column loses the column's type on SQLite, so the time comes back as text there.
+            return [(raised, _as_utc(acked)) for raised, acked in conn.execute(query)]
+
+    def work_orders_created(self, start: datetime, end: datetime) -> list[WorkOrder]:
+        """Work orders opened from `start` up to (not including) `end`, oldest first."""
+        query = (
+            select(work_orders)
+            .where(work_orders.c.created_at >= start, work_orders.c.created_at < end)
+            .order_by(work_orders.c.created_at, work_orders.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [_from_row(WorkOrder, row) for row in conn.execute(query).mappings()]
+
+
 class StateTransaction:
     """The writes of one transaction."""
 
@@ -686,6 +739,25 @@ class StateTransaction:
         values = _row_values(event)
         del values["id"]
         self.conn.execute(insert(work_order_events).values(values))
+
+    def unfinished_work_order_of_rule(
+        self, device_id: str, rule: str, since: datetime, statuses: Sequence[WorkOrderStatus]
+    ) -> WorkOrder | None:
+        """The newest work order in `statuses`, opened since `since` by an alarm of `rule` on the device."""
+        query = (
+            select(work_orders)
+            .join(alarms, work_orders.c.alarm_id == alarms.c.id)
+            .where(
+                work_orders.c.device_id == device_id,
+                alarms.c.rule == rule,
+                work_orders.c.status.in_(statuses),
+                work_orders.c.created_at >= since,
+            )
+            .order_by(work_orders.c.created_at.desc(), work_orders.c.id.desc())
+            .limit(1)
+        )
+        row = self.conn.execute(query).mappings().first()
+        return _from_row(WorkOrder, row) if row is not None else None
 
     # -- notification outbox
 
@@ -782,6 +854,15 @@ class StateTransaction:
         )
         if result.rowcount == 0:
             raise NotFoundError("alarm flood", flood.id)
+
+
+def _as_utc(value: datetime | str | None) -> datetime | None:
+    """An aggregated time as an aware UTC datetime, whether the driver gave a datetime or (SQLite) text."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _severity_order() -> Any:

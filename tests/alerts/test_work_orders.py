@@ -17,7 +17,15 @@ from facmon.alerts.work_order_lifecycle import resolution_time, response_time
 from facmon.alerts.work_orders import WorkOrderPolicy, open_work_order, transition_work_order
 from facmon.facility.config import FacilityConfig, load_config
 from facmon.facility.errors import NotFoundError
-from facmon.facility.model import Category, NotificationState, Priority, Reading, WorkOrderSource, WorkOrderStatus
+from facmon.facility.model import (
+    AlarmState,
+    Category,
+    NotificationState,
+    Priority,
+    Reading,
+    WorkOrderSource,
+    WorkOrderStatus,
+)
 from facmon.facility.model import WorkOrderStatus as S
 from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import StateStore
@@ -95,6 +103,25 @@ def test_one_work_order_per_alarm_episode_and_clearing_only_annotates(setup) -> 
     [order] = store.list_work_orders().items
     assert order.status is WorkOrderStatus.OPEN  # someone still has to verify on site
     assert [e.kind for e in store.work_order_events(order.id)] == ["opened", "alarm_cleared"]
+
+
+def test_the_same_fault_again_within_the_hour_joins_the_unresolved_work_order(setup) -> None:
+    processor, store, _, _ = setup
+    feed(processor, "pump-1", {"pressure_bar": 2.5}, 0)  # major: alarm 1, a work order
+    feed(processor, "pump-1", {"pressure_bar": 4.0}, 1)
+    [first] = store.list_alarms().items
+    processor.acknowledge([first.id], "operator", NIGHT + timedelta(minutes=2))  # cleared
+    feed(processor, "pump-1", {"pressure_bar": 2.5}, 30)  # a new alarm of the same rule: joins
+    [order] = store.list_work_orders().items
+    kinds = [e.kind for e in store.work_order_events(order.id)]
+    assert kinds == ["opened", "alarm_cleared", "alarm_cleared", "alarm_raised_again"]  # returned, then cleared
+    assert "raised again (pump-pressure-low, major)" in (store.work_order_events(order.id)[-1].note or "")
+
+    feed(processor, "pump-1", {"pressure_bar": 4.0}, 31)
+    [returned] = store.list_alarms(states=[AlarmState.RETURNED_UNACKED]).items
+    processor.acknowledge([returned.id], "operator", NIGHT + timedelta(minutes=32))
+    feed(processor, "pump-1", {"pressure_bar": 2.5}, 120)  # more than an hour after the work order: a new one
+    assert store.list_work_orders().total == 2
 
 
 def test_numbers_count_up_within_the_day(setup) -> None:
