@@ -16,6 +16,7 @@ from facmon.api.routes import (
     health,
     ingest,
     notifications,
+    reports,
     rules,
     telemetry,
     work_orders,
@@ -40,6 +41,7 @@ def create_app(services: Services) -> FastAPI:
         rules,
         work_orders,
         notifications,
+        reports,
         ingest,
         dashboard,
     ):

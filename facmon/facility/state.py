@@ -610,11 +610,10 @@ class StateStore:
             rows = conn.execute(query.order_by(alarm_floods.c.started_at, alarm_floods.c.id)).mappings()
             return [_from_row(AlarmFlood, row) for row in rows]
 
-
     # -- monthly reports
 
     def alarm_counts(self, start: datetime, end: datetime) -> list[AlarmCount]:
-        """Alarms raised from `start` up to (not including) `end`, not suppressed, counted per device, rule and severity."""
+        """Alarms raised from `start` up to `end` (excluded), not suppressed, counted per device, rule and severity."""
         query = (
             select(alarms.c.device_id, alarms.c.site, alarms.c.rule, alarms.c.severity, func.count().label("count"))
             .where(alarms.c.raised_at >= start, alarms.c.raised_at < end, alarms.c.suppressed.is_(False))
@@ -639,8 +638,7 @@ class StateStore:
             .order_by(alarms.c.id)
         )
         with self.engine.connect() as conn:
-            # MIN() over a column loses the column's type on SQLite, so the time comes back as text there.
-            return [(raised, _as_utc(acked)) for raised, acked in conn.execute(query)]
+            return [(raised, acked) for raised, acked in conn.execute(query)]
 
     def work_orders_created(self, start: datetime, end: datetime) -> list[WorkOrder]:
         """Work orders opened from `start` up to (not including) `end`, oldest first."""
@@ -854,15 +852,6 @@ class StateTransaction:
         )
         if result.rowcount == 0:
             raise NotFoundError("alarm flood", flood.id)
-
-
-def _as_utc(value: datetime | str | None) -> datetime | None:
-    """An aggregated time as an aware UTC datetime, whether the driver gave a datetime or (SQLite) text."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _severity_order() -> Any:
