@@ -37,6 +37,16 @@ from facmon.facility.model import Device, DeviceType, Priority, Severity
 from facmon.facility.rule_config import RuleConfig, check_rule
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def _channel_timeout_bounds(value: timedelta) -> timedelta:
+    if not timedelta(milliseconds=100) <= value <= timedelta(minutes=5):
+        raise ValueError("between 100ms and 5m")
+    return value
+
+
+# How long a notification channel may take to deliver one message.
+ChannelTimeout = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_channel_timeout_bounds)]
 # Ids appear in MQTT topics and URLs: no slashes, wildcards or spaces.
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
@@ -332,7 +342,7 @@ class WebhookChannel(_Model):
     url: str
     format: WebhookFormat = "generic"
     secret: SecretStr | None = None
-    timeout: Duration = timedelta(seconds=10)
+    timeout: ChannelTimeout = timedelta(seconds=10)
     language: Language = "en"
 
     @field_validator("url")
@@ -352,13 +362,6 @@ class WebhookChannel(_Model):
             raise ValueError(f"a {fmt} webhook has no signing secret: its URL is the secret")
         return value
 
-    @field_validator("timeout")
-    @classmethod
-    def _timeout_bounds(cls, value: timedelta) -> timedelta:
-        if not timedelta(milliseconds=100) <= value <= timedelta(minutes=5):
-            raise ValueError("between 100ms and 5m")
-        return value
-
 
 class EmailChannel(_Model):
     type: Literal["email"]
@@ -372,7 +375,7 @@ class EmailChannel(_Model):
     password: SecretStr | None = None
     sender: Address
     to: Annotated[list[Address], BeforeValidator(_as_list)]
-    timeout: Duration = timedelta(seconds=30)
+    timeout: ChannelTimeout = timedelta(seconds=30)
     language: Language = "en"
 
     @field_validator("host")
@@ -396,13 +399,6 @@ class EmailChannel(_Model):
             raise ValueError("a password needs a username")
         return value
 
-    @field_validator("timeout")
-    @classmethod
-    def _timeout_bounds(cls, value: timedelta) -> timedelta:
-        if not timedelta(milliseconds=100) <= value <= timedelta(minutes=5):
-            raise ValueError("between 100ms and 5m")
-        return value
-
 
 class MqttChannel(_Model):
     """Publishes to a topic on facmon's own broker (the `mqtt` section): for sirens, beacons and pagers."""
@@ -411,7 +407,7 @@ class MqttChannel(_Model):
     topic: str
     qos: Literal[0, 1, 2] = 1
     retain: bool = False
-    timeout: Duration = timedelta(seconds=10)
+    timeout: ChannelTimeout = timedelta(seconds=10)
     language: Language = "en"
 
     @field_validator("topic")
