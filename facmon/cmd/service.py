@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from facmon.alerts.notify import Notifier, build_notifiers
 from facmon.alerts.outbox import Outbox
+from facmon.alerts.sla import SlaWatch
 from facmon.alerts.work_orders import WorkOrderPolicy
 from facmon.api.app import create_app
 from facmon.api.deps import Services
@@ -107,7 +108,10 @@ class Service:
         self.floods = FloodDetector(self.state)
         self.floods.restore(self.clock.now())
         self.rules.listeners.append(self.floods)
-        self.ticker = Ticker(self.clock, [self.rules.tick, self.floods.tick], config.alarms.tick.total_seconds())
+        self.sla = SlaWatch(self.state, config.work_orders, self.clock)
+        self.ticker = Ticker(
+            self.clock, [self.rules.tick, self.floods.tick, self.sla.check], config.alarms.tick.total_seconds()
+        )
         self.housekeeping = Ticker(
             self.clock, [self._apply_retention], RETENTION_EVERY_S, name="facmon-retention", at_start=True
         )

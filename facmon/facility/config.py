@@ -294,23 +294,33 @@ DEFAULT_RESPONSE_TARGETS = {
     Priority.P4: timedelta(hours=24),
 }
 
+DEFAULT_RESOLVE_TARGETS = {
+    Priority.P1: timedelta(hours=4),
+    Priority.P2: timedelta(hours=24),
+    Priority.P3: timedelta(hours=72),
+    Priority.P4: timedelta(hours=168),
+}
+
 
 class WorkOrdersConfig(_Model):
     auto_open: list[AutoOpen] = []
     response_targets: dict[Priority, Duration] = DEFAULT_RESPONSE_TARGETS
+    # From opening to resolution, per priority; a work order still unresolved after it has breached its SLA.
+    resolve_targets: dict[Priority, Duration] = DEFAULT_RESOLVE_TARGETS
     # An alarm raised again by the same rule on the same device within this time of a work order that is
     # not yet resolved joins that work order instead of opening another; 0s opens one per alarm.
     attach_within: Duration = timedelta(hours=1)
 
-    @field_validator("response_targets", mode="before")
+    @field_validator("response_targets", "resolve_targets", mode="before")
     @classmethod
     def _priorities_any_case(cls, value: Any) -> Any:
         return {str(k).upper(): v for k, v in value.items()} if isinstance(value, dict) else value
 
-    @field_validator("response_targets")
+    @field_validator("response_targets", "resolve_targets")
     @classmethod
-    def _fill_defaults(cls, value: dict[Priority, timedelta]) -> dict[Priority, timedelta]:
-        return {**DEFAULT_RESPONSE_TARGETS, **value}
+    def _fill_defaults(cls, value: dict[Priority, timedelta], info: ValidationInfo) -> dict[Priority, timedelta]:
+        defaults = DEFAULT_RESPONSE_TARGETS if info.field_name == "response_targets" else DEFAULT_RESOLVE_TARGETS
+        return {**defaults, **value}
 
 
 Language = Literal["en", "zh"]

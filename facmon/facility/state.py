@@ -7,10 +7,10 @@ order and its first history line) into one commit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from pathlib import Path
 from typing import Any, Generic, TypeVar, cast, get_args, get_type_hints
@@ -33,13 +33,17 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    and_,
     case,
     create_engine,
     delete,
     event,
+    exists,
+    false,
     func,
     insert,
     inspect,
+    or_,
     select,
     text,
     update,
@@ -511,6 +515,54 @@ class StateStore:
 
     # -- notification outbox ----------------------------------------------------------------------------------
 
+    def work_orders_breaching(
+        self,
+        now: datetime,
+        statuses: Sequence[WorkOrderStatus],
+        resolve_targets: Mapping[Priority, timedelta],
+        *,
+        response_kind: str,
+        resolve_kind: str,
+    ) -> list[WorkOrder]:
+        """Work orders in `statuses` with an SLA breach not yet in their history, oldest first.
+
+        A breach of response: past `due_at` without a first response and no `response_kind` event; of resolution:
+        past the priority's resolve target without `resolved_at` and no `resolve_kind` event.
+        """
+        wo = work_orders
+
+        def not_recorded(kind: str) -> Any:
+            return ~exists().where(work_order_events.c.work_order_id == wo.c.id, work_order_events.c.kind == kind)
+
+        late_response = and_(wo.c.first_response_at.is_(None), wo.c.due_at < now, not_recorded(response_kind))
+        late_resolution = and_(
+            wo.c.resolved_at.is_(None),
+            or_(false(), *(and_(wo.c.priority == p, wo.c.created_at < now - t) for p, t in resolve_targets.items())),
+            not_recorded(resolve_kind),
+        )
+        query = (
+            select(wo)
+            .where(wo.c.status.in_(statuses), or_(late_response, late_resolution))
+            .order_by(wo.c.created_at, wo.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [_from_row(WorkOrder, row) for row in conn.execute(query).mappings()]
+
+    def count_work_order_events(self, kinds: Sequence[str], start: datetime, end: datetime) -> dict[str, int]:
+        """How many work order events of each of `kinds` happened from `start` up to (not including) `end`."""
+        query = (
+            select(work_order_events.c.kind, func.count())
+            .where(
+                work_order_events.c.kind.in_(list(kinds)),
+                work_order_events.c.at >= start,
+                work_order_events.c.at < end,
+            )
+            .group_by(work_order_events.c.kind)
+        )
+        with self.engine.connect() as conn:
+            counted: dict[str, int] = {kind: count for kind, count in conn.execute(query)}
+        return {kind: counted.get(kind, 0) for kind in kinds}
+
     def get_notification(self, notification_id: int) -> QueuedNotification:
         with self.engine.connect() as conn:
             row = conn.execute(select(notifications).where(notifications.c.id == notification_id)).mappings().first()
@@ -737,6 +789,13 @@ class StateTransaction:
         values = _row_values(event)
         del values["id"]
         self.conn.execute(insert(work_order_events).values(values))
+
+    def has_work_order_event(self, work_order_id: int, kind: str) -> bool:
+        """Whether the work order's history has a line of this kind."""
+        query = select(work_order_events.c.id).where(
+            work_order_events.c.work_order_id == work_order_id, work_order_events.c.kind == kind
+        )
+        return self.conn.execute(query.limit(1)).first() is not None
 
     def unfinished_work_order_of_rule(
         self, device_id: str, rule: str, since: datetime, statuses: Sequence[WorkOrderStatus]
