@@ -20,7 +20,7 @@ from facmon.alerts.sla import SlaWatch
 from facmon.alerts.work_orders import WorkOrderPolicy
 from facmon.api.app import create_app
 from facmon.api.deps import Services
-from facmon.facility.clock import Clock, SystemClock
+from facmon.facility.clock import Clock, SystemClock, epoch_ms
 from facmon.facility.config import FacilityConfig, load_config
 from facmon.facility.errors import ConfigError, ConfigProblem
 from facmon.facility.registry import DeviceRegistry
@@ -143,7 +143,7 @@ class Service:
         self.subscriber.ack(message)
 
     def _apply_retention(self, now: datetime) -> None:
-        deleted = self.telemetry.apply_retention(int(now.timestamp() * 1000))
+        deleted = self.telemetry.apply_retention(epoch_ms(now))
         if deleted:
             log.info(
                 "telemetry retention: deleted %d readings older than %s",
@@ -155,12 +155,11 @@ class Service:
         parts = parse_gateway_status_topic(topic, self.config.mqtt.topic_prefix)
         if parts is None:
             return
-        now_ms = int(self.clock.now().timestamp() * 1000)
-        before = {(g.site, g.gateway_id): g.status for g in self.gateways.all()}
-        snapshot = self.gateways.observe(*parts, payload, now_ms)
+        before = self.gateways.get(*parts)
+        snapshot = self.gateways.observe(*parts, payload, epoch_ms(self.clock.now()))
         if snapshot is None:
             log.warning("gateway status on %s is not 'online' or 'offline': ignored", topic)
-        elif before.get(parts) is not snapshot.status:
+        elif snapshot is not before:
             log.info("gateway %s of site %s is %s", snapshot.gateway_id, snapshot.site, snapshot.status)
 
     def start(self) -> None:

@@ -14,3 +14,8 @@ class Clock(Protocol):
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+
+def epoch_ms(at: datetime) -> int:
+    """A timezone-aware time as epoch milliseconds, the unit of readings' time stamps."""
+    return int(at.timestamp() * 1000)

@@ -66,6 +66,14 @@ def _base_dir(info: ValidationInfo) -> Path:
     return Path(context.get("base_dir", "."))
 
 
+def _relative_to_config(value: Path, info: ValidationInfo) -> Path:
+    return value if value.is_absolute() else (_base_dir(info) / value).resolve()
+
+
+# A path in the config: relative ones are relative to the config file's folder.
+ConfigPath = Annotated[Path, AfterValidator(_relative_to_config)]
+
+
 class MqttConfig(_Model):
     url: str = "mqtt://127.0.0.1:1883"
     username: str | None = None
@@ -115,7 +123,7 @@ class MqttConfig(_Model):
 class TelemetryStorageConfig(_Model):
     backend: Literal["sqlite", "influxdb"] = "sqlite"
     # sqlite
-    path: Path = Field(Path("data/telemetry.db"), validate_default=True)
+    path: ConfigPath = Field(Path("data/telemetry.db"), validate_default=True)
     # How long readings are kept in the embedded store; InfluxDB keeps them as its bucket or policy says.
     retention: Duration = timedelta(days=400)
     # influxdb
@@ -129,11 +137,6 @@ class TelemetryStorageConfig(_Model):
     username: str | None = None
     password: SecretStr | None = None
     timeout: Duration = timedelta(seconds=10)
-
-    @field_validator("path")
-    @classmethod
-    def _resolve(cls, value: Path, info: ValidationInfo) -> Path:
-        return value if value.is_absolute() else (_base_dir(info) / value).resolve()
 
     @field_validator("retention")
     @classmethod
@@ -170,13 +173,8 @@ class TelemetryStorageConfig(_Model):
 class SpoolConfig(_Model):
     """Store-and-forward: where accepted readings wait while the telemetry store is down or slow."""
 
-    path: Path = Field(Path("data/spool.db"), validate_default=True)
+    path: ConfigPath = Field(Path("data/spool.db"), validate_default=True)
     max_readings: int = Field(5_000_000, ge=1000)
-
-    @field_validator("path")
-    @classmethod
-    def _resolve(cls, value: Path, info: ValidationInfo) -> Path:
-        return value if value.is_absolute() else (_base_dir(info) / value).resolve()
 
 
 class StorageConfig(_Model):

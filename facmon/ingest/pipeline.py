@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from facmon.facility.clock import Clock
+from facmon.facility.clock import Clock, epoch_ms
 from facmon.facility.errors import StateStoreError
 from facmon.facility.model import Reading, Reject
 from facmon.facility.state import StateStore
@@ -113,7 +113,7 @@ class IngestPipeline:
                 tx.add_rejects(rejects)
         gaps = self.duplicates.remember(fresh)
         now = self._clock.now()
-        self._presence.observe(fresh, int(now.timestamp() * 1000))
+        self._presence.observe(fresh, epoch_ms(now))
         for sink in self.sinks:
             try:
                 sink.on_readings(fresh, now)
@@ -215,7 +215,7 @@ class IngestPipeline:
             self._drain_spool()  # room in the spool, or the store back, lets the batch through
 
     def _now_ms(self) -> int:
-        return int(self._clock.now().timestamp() * 1000)
+        return epoch_ms(self._clock.now())
 
     def _spool_age(self) -> float:
         oldest = self._spool.oldest_ms

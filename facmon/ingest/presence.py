@@ -106,5 +106,8 @@ class GatewayPresence:
         self._snapshots[key] = snapshot
         return snapshot
 
+    def get(self, site: str, gateway_id: str) -> GatewaySnapshot | None:
+        return self._snapshots.get((site, gateway_id))
+
     def all(self) -> list[GatewaySnapshot]:
         return sorted(self._snapshots.values(), key=lambda g: (g.site, g.gateway_id))

@@ -20,6 +20,7 @@ from typing import Any
 import immutables
 import numpy as np
 
+from facmon.facility.clock import epoch_ms
 from facmon.facility.model import Device, Reading, Scalar, Severity
 from facmon.rules.conditions import DERIVED, Check, CompiledLevel, CompiledRule, RuleSet
 
@@ -120,7 +121,7 @@ def evaluate(
 ) -> tuple[EngineState, list[ConditionEvent]]:
     """Judge one reading against the rules of its device; `now_ms`, when given, is `now` in epoch ms."""
     if now_ms is None:
-        now_ms = _ms(now)
+        now_ms = epoch_ms(now)
     events: list[ConditionEvent] = []
     toggled: set[str] = set()
     with state.memory.mutate() as memory:
@@ -159,7 +160,7 @@ def evaluate(
 
 def tick(rules: RuleSet, state: EngineState, now: datetime) -> tuple[EngineState, list[ConditionEvent]]:
     """Let time pass: run out on- and off-delays, raise alarms for devices that have gone silent."""
-    now_ms = _ms(now)
+    now_ms = epoch_ms(now)
     events: list[ConditionEvent] = []
     toggled: set[str] = set()
     with state.memory.mutate() as memory:
@@ -199,7 +200,7 @@ def resume(state: EngineState, now: datetime) -> EngineState:
 
     An alarm already active keeps its count: a device silent before the stop is still silent until it speaks.
     """
-    now_ms = _ms(now)
+    now_ms = epoch_ms(now)
     with state.memory.mutate() as memory:
         for key, mem in state.memory.items():
             if mem.active is None and mem.last_seen_ms is not None and mem.last_seen_ms < now_ms:
@@ -462,7 +463,3 @@ def _event(kind: ConditionChange, rule: CompiledRule, mem: Memory, now: datetime
     return ConditionEvent(
         kind, rule.id, rule.device.id, severity, mem.value, mem.message, now, mem.suppressed, rule.latched
     )
-
-
-def _ms(now: datetime) -> int:
-    return int(now.timestamp() * 1000)

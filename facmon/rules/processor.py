@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
+from facmon.facility.clock import epoch_ms
 from facmon.facility.model import Alarm, AlarmEvent, AlarmState, Reading
 from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import ServiceRecord, StateStore
@@ -105,7 +106,7 @@ class RuleProcessor:
             for key, alarm in self._alarms.items():
                 # An alarm raised before the engine kept its memory: its condition is active.
                 if key not in saved and alarm.state in (AlarmState.ACTIVE_UNACKED, AlarmState.ACTIVE_ACKED):
-                    since = int(alarm.raised_at.timestamp() * 1000)
+                    since = epoch_ms(alarm.raised_at)
                     saved[key] = Memory(active=alarm.severity, since_ms=since, message=alarm.message, value=alarm.value)
             with EngineState().memory.mutate() as memory:
                 for key, mem in saved.items():
@@ -119,7 +120,7 @@ class RuleProcessor:
         try:
             with self._lock:
                 before = self._state
-                now_ms = int(now.timestamp() * 1000)
+                now_ms = epoch_ms(now)
                 for reading in readings:
                     state, events = evaluate(self._rules, self._state, reading, now, now_ms)
                     for event in events:
