@@ -21,22 +21,21 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     SecretStr,
-    StringConstraints,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from facmon.facility.config_types import SECTION, Duration, Identifier, as_list
 from facmon.facility.durations import parse_duration
 from facmon.facility.errors import ConfigError, ConfigProblem
+from facmon.facility.maintenance_config import MaintenanceConfig, check_maintenance
 from facmon.facility.model import Device, DeviceType, Priority, Severity
+from facmon.facility.oncall_config import OncallConfig, check_oncall
 from facmon.facility.rule_config import RuleConfig, check_rule
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
 def _channel_timeout_bounds(value: timedelta) -> timedelta:
@@ -47,18 +46,15 @@ def _channel_timeout_bounds(value: timedelta) -> timedelta:
 
 # How long a notification channel may take to deliver one message.
 ChannelTimeout = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_channel_timeout_bounds)]
-# Ids appear in MQTT topics and URLs: no slashes, wildcards or spaces.
-Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
 ENV_PREFIX = "FACMON_"
 
 
-def _as_list(value: object) -> object:
-    return [value] if isinstance(value, str) else value
+_as_list = as_list
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SECTION
 
 
 def _base_dir(info: ValidationInfo) -> Path:
@@ -462,6 +458,8 @@ class FacilityConfig(_Model):
     alarms: AlarmsConfig = AlarmsConfig()
     work_orders: WorkOrdersConfig = WorkOrdersConfig()
     notifications: NotificationsConfig = NotificationsConfig()
+    oncall: OncallConfig = OncallConfig()
+    maintenance: MaintenanceConfig = MaintenanceConfig()
 
     @field_validator("timezone")
     @classmethod
@@ -600,6 +598,8 @@ def check_references(config: FacilityConfig) -> list[tuple[Path_, str]]:
             found.append((("rules", r, "select"), "selects no device"))
             continue
         found += check_rule(rule, ("rules", r), selected, rule_ids)
+    found += check_oncall(config.oncall, set(config.notifications.channels))
+    found += check_maintenance(config.maintenance, devices)
     return found
 
 

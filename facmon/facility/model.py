@@ -226,3 +226,51 @@ class QueuedNotification:
     created_at: datetime
     sent_at: datetime | None = None
     last_error: str | None = None
+    # For a page: the person (oncall.people) and their address on the channel.
+    recipient: str | None = None
+    address: str | None = None
+
+
+class EscalationState(StrEnum):
+    """Where the paging for a work order stands: still escalating, acknowledged by someone, or over."""
+
+    ACTIVE = "active"
+    ACKNOWLEDGED = "acknowledged"
+    ENDED = "ended"
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    """The paging of one work order along an escalation policy.
+
+    `pages` counts the pagings done (a step's notifications, a reminder): it names each paging's notifications, so
+    a paging is queued once whatever happens around it. `step` is the step paged last and `round` how many times
+    the policy has started over; `next_at` is when the next paging is due (None once nothing more is).
+    """
+
+    id: int
+    work_order_id: int
+    policy: str
+    state: EscalationState
+    step: int
+    round: int
+    pages: int
+    started_at: datetime
+    next_at: datetime | None
+    acked_at: datetime | None = None
+    acked_by: str | None = None
+    ended_at: datetime | None = None
+    end_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceOccurrence:
+    """One due date (or meter mark) of a maintenance plan for a device, and the work order it opened, if any."""
+
+    plan: str
+    device_id: str
+    due_key: str
+    created_at: datetime
+    due_at: datetime | None = None
+    meter_value: float | None = None
+    work_order_id: int | None = None

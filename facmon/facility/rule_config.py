@@ -13,21 +13,16 @@ from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
-from facmon.facility.durations import parse_duration
+from facmon.facility.config_types import SECTION, Duration, Identifier, Location, as_list
 from facmon.facility.model import Device, DeviceType, Severity
 from facmon.facility.telemetry import FIELDS, FieldSpec, Kind
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
-Location = tuple[str | int, ...]
 
 _PERCENT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*%\s*")
 
 
-def _as_list(value: object) -> object:
-    return [value] if isinstance(value, str) else value
+_as_list = as_list
 
 
 def _state_or_flag(value: object) -> object:
@@ -57,7 +52,7 @@ def percent(value: float | str) -> float | None:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = SECTION
 
 
 class Selector(_Model):

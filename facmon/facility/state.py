@@ -19,11 +19,13 @@ from alembic import command as alembic_command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
     Dialect,
     Engine,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -60,6 +62,9 @@ from facmon.facility.model import (
     AlarmEvent,
     AlarmState,
     Category,
+    Escalation,
+    EscalationState,
+    MaintenanceOccurrence,
     NotificationState,
     Priority,
     QueuedNotification,
@@ -243,8 +248,54 @@ notifications = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime),
     Column("last_error", Text),
+    Column("recipient", String(64)),
+    Column("address", String(256)),
     UniqueConstraint("channel", "kind", "ref", name="uq_notifications_channel_kind_ref"),
     Index("ix_notifications_state_next_attempt", "state", "next_attempt_at"),
+)
+
+# The paging of work orders along escalation policies (facmon.alerts.escalation): one row per work order.
+escalations = Table(
+    "escalations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("work_order_id", Integer, ForeignKey("work_orders.id", ondelete="CASCADE"), nullable=False, unique=True),
+    Column("policy", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("round", Integer, nullable=False),
+    Column("pages", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("next_at", UTCDateTime),
+    Column("acked_at", UTCDateTime),
+    Column("acked_by", String(64)),
+    Column("ended_at", UTCDateTime),
+    Column("end_reason", String(64)),
+    Index("ix_escalations_state_next", "state", "next_at"),
+)
+
+# Each due date (or meter mark) of a maintenance plan for a device, recorded once: the key makes opening its work
+# order happen once, whatever restarts or other service instances do.
+maintenance_occurrences = Table(
+    "maintenance_occurrences",
+    metadata,
+    Column("plan", String(64), primary_key=True),
+    Column("device_id", String(64), primary_key=True),
+    Column("due_key", String(32), primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("due_at", UTCDateTime),
+    Column("meter_value", Float),
+    Column("work_order_id", Integer, ForeignKey("work_orders.id", ondelete="SET NULL")),
+)
+
+# Meters facmon keeps itself (a pump's running hours from `pump_running`): the value, counted up to `until_ms`.
+meters = Table(
+    "meters",
+    metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("meter", String(32), primary_key=True),
+    Column("value", Float, nullable=False),
+    Column("until_ms", BigInteger, nullable=False),
 )
 
 LAST_ERROR_MAX = 1000
@@ -594,6 +645,82 @@ class StateStore:
             rows = conn.execute(ordered.limit(limit).offset(offset)).mappings()
             return Page([_from_row(QueuedNotification, row) for row in rows], total)
 
+    def notification_counts(self) -> dict[NotificationState, int]:
+        """How many notifications are in each state."""
+        query = select(notifications.c.state, func.count()).group_by(notifications.c.state)
+        with self.engine.connect() as conn:
+            counted = {NotificationState(state): count for state, count in conn.execute(query)}
+        return {state: counted.get(state, 0) for state in NotificationState}
+
+    # -- escalations ------------------------------------------------------------------------------------------
+
+    def due_escalations(self, now: datetime, limit: int = 100) -> list[Escalation]:
+        """Escalations whose next paging is due by `now`, earliest first."""
+        query = (
+            select(escalations)
+            .where(
+                escalations.c.state.in_((EscalationState.ACTIVE, EscalationState.ACKNOWLEDGED)),
+                escalations.c.next_at <= now,
+            )
+            .order_by(escalations.c.next_at, escalations.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [_from_row(Escalation, row) for row in conn.execute(query).mappings()]
+
+    def next_escalation_at(self) -> datetime | None:
+        """When the next paging of any escalation is due."""
+        query = select(func.min(escalations.c.next_at)).where(
+            escalations.c.state.in_((EscalationState.ACTIVE, EscalationState.ACKNOWLEDGED))
+        )
+        with self.engine.connect() as conn:
+            value: datetime | None = conn.execute(query).scalar_one_or_none()
+        return UTCDateTime().process_result_value(value, self.engine.dialect)
+
+    def escalation_of(self, work_order_id: int) -> Escalation | None:
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(select(escalations).where(escalations.c.work_order_id == work_order_id)).mappings().first()
+            )
+        return None if row is None else _from_row(Escalation, row)
+
+    def pages_of(self, work_order_ref: str) -> list[QueuedNotification]:
+        """The pages sent (or queued) for a work order, oldest first."""
+        query = (
+            select(notifications)
+            .where(notifications.c.ref.like(f"{work_order_ref}/%"), notifications.c.recipient.is_not(None))
+            .order_by(notifications.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [_from_row(QueuedNotification, row) for row in conn.execute(query).mappings()]
+
+    # -- maintenance ------------------------------------------------------------------------------------------
+
+    def last_maintenance_occurrence(self, plan: str, device_id: str) -> MaintenanceOccurrence | None:
+        """The latest recorded occurrence of a plan for a device: by due time, or by meter value."""
+        query = (
+            select(maintenance_occurrences)
+            .where(maintenance_occurrences.c.plan == plan, maintenance_occurrences.c.device_id == device_id)
+            .order_by(
+                maintenance_occurrences.c.due_at.desc(),
+                maintenance_occurrences.c.meter_value.desc(),
+                maintenance_occurrences.c.created_at.desc(),
+            )
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return None if row is None else _from_row(MaintenanceOccurrence, row)
+
+    def meter(self, device_id: str, meter: str) -> tuple[float, int] | None:
+        """A meter facmon keeps: its value and the epoch-ms time it is counted up to."""
+        query = select(meters.c.value, meters.c.until_ms).where(
+            meters.c.device_id == device_id, meters.c.meter == meter
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else (float(row[0]), int(row[1]))
+
     # -- ingest rejects ---------------------------------------------------------------------------------------
 
     def list_rejects(self, *, limit: int = 100, offset: int = 0) -> Page[tuple[int, Reject]]:
@@ -819,7 +946,17 @@ class StateTransaction:
     # -- notification outbox
 
     def queue_notification(
-        self, *, channel: str, kind: str, ref: str, language: str, subject: str, body: str, at: datetime
+        self,
+        *,
+        channel: str,
+        kind: str,
+        ref: str,
+        language: str,
+        subject: str,
+        body: str,
+        at: datetime,
+        recipient: str | None = None,
+        address: str | None = None,
     ) -> int | None:
         """Queue a message for a channel, due at once; None when (channel, kind, ref) was queued before."""
         upsert = postgresql_insert if self.conn.dialect.name == "postgresql" else sqlite_insert
@@ -836,6 +973,8 @@ class StateTransaction:
                 attempts=0,
                 next_attempt_at=at,
                 created_at=at,
+                recipient=recipient,
+                address=address,
             )
             .on_conflict_do_nothing(index_elements=["channel", "kind", "ref"])
             .returning(notifications.c.id)
@@ -888,6 +1027,69 @@ class StateTransaction:
             .values(values)
         )
         return bool(result.rowcount)
+
+    # -- escalations
+
+    def insert_escalation(self, escalation: Escalation) -> Escalation:
+        values = _row_values(escalation)
+        del values["id"]
+        new_id = self.conn.execute(insert(escalations).values(values).returning(escalations.c.id)).scalar_one()
+        return replace(escalation, id=new_id)
+
+    def get_escalation(self, escalation_id: int) -> Escalation:
+        """Read an escalation and, on PostgreSQL, lock its row until the transaction ends."""
+        query = select(escalations).where(escalations.c.id == escalation_id).with_for_update()
+        row = self.conn.execute(query).mappings().first()
+        if row is None:
+            raise NotFoundError("escalation", escalation_id)
+        return _from_row(Escalation, row)
+
+    def update_escalation(self, before: Escalation, after: Escalation) -> bool:
+        """Write `after` if the row is still as `before` left it (same state and pagings); False if it moved on."""
+        values = _row_values(after)
+        del values["id"]
+        result = self.conn.execute(
+            update(escalations)
+            .where(
+                escalations.c.id == before.id,
+                escalations.c.state == before.state,
+                escalations.c.pages == before.pages,
+            )
+            .values(values)
+        )
+        return bool(result.rowcount)
+
+    # -- maintenance
+
+    def add_maintenance_occurrence(self, occurrence: MaintenanceOccurrence) -> bool:
+        """Record an occurrence; False when it was recorded before (by an earlier run or another instance)."""
+        upsert = postgresql_insert if self.conn.dialect.name == "postgresql" else sqlite_insert
+        statement = (
+            upsert(maintenance_occurrences)
+            .values(_row_values(occurrence))
+            .on_conflict_do_nothing(index_elements=["plan", "device_id", "due_key"])
+        )
+        return bool(self.conn.execute(statement).rowcount)
+
+    def set_maintenance_work_order(self, plan: str, device_id: str, due_key: str, work_order_id: int) -> None:
+        self.conn.execute(
+            update(maintenance_occurrences)
+            .where(
+                maintenance_occurrences.c.plan == plan,
+                maintenance_occurrences.c.device_id == device_id,
+                maintenance_occurrences.c.due_key == due_key,
+            )
+            .values(work_order_id=work_order_id)
+        )
+
+    def save_meter(self, device_id: str, meter: str, value: float, until_ms: int) -> None:
+        upsert = postgresql_insert if self.conn.dialect.name == "postgresql" else sqlite_insert
+        statement = upsert(meters).values(device_id=device_id, meter=meter, value=value, until_ms=until_ms)
+        self.conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=["device_id", "meter"], set_={"value": value, "until_ms": until_ms}
+            )
+        )
 
     def add_rejects(self, rejects: Iterable[Reject]) -> None:
         rows = [

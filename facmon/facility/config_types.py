@@ -1,0 +1,26 @@
+"""The value types that config sections share: durations, ids, and the frozen model that forbids unknown keys."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from pydantic import BeforeValidator, ConfigDict, StringConstraints
+
+from facmon.facility.durations import parse_duration
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+# Ids appear in MQTT topics and URLs: no slashes, wildcards or spaces.
+Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+# Where a problem is: the key path into the config, e.g. ("oncall", "schedules", 0, "layers", 1, "members", 2).
+Location = tuple[str | int, ...]
+
+
+def as_list(value: object) -> object:
+    """A single value where a list is expected is a list of one."""
+    return [value] if isinstance(value, str) else value
+
+
+# Every config section's model_config: unknown keys are errors, and a validated section never changes. Each module
+# declares its own `class _Model(BaseModel)` with it, so that linters see pydantic models.
+SECTION = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
