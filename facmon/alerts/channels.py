@@ -89,16 +89,24 @@ def _slack_escape(text: str) -> str:
 def webhook_payload(fmt: str, notification: Notification, language: str, sent_at: datetime) -> dict[str, Any]:
     """The JSON document for one webhook format, before any signature fields."""
     subject, body = notification.subject, notification.body
+    to = notification.to
     if fmt == "wecom":
+        if to:  # markdown messages cannot @-mention: a page to a person is a text message mentioning them
+            return {"msgtype": "text", "text": {"content": f"{subject}\n{body}", "mentioned_mobile_list": [to]}}
         return {"msgtype": "markdown", "markdown": {"content": f"**{subject}**\n{body}"}}
     if fmt == "dingtalk":
-        return {"msgtype": "markdown", "markdown": {"title": subject, "text": f"#### {subject}\n\n{body}"}}
+        text = f"#### {subject}\n\n{body}" + (f"\n\n@{to}" if to else "")
+        document: dict[str, Any] = {"msgtype": "markdown", "markdown": {"title": subject, "text": text}}
+        if to:
+            document["at"] = {"atMobiles": [to], "isAtAll": False}
+        return document
     if fmt == "feishu":
         locale = "zh_cn" if language == "zh" else "en_us"
         post = {locale: {"title": subject, "content": [[{"tag": "text", "text": body}]]}}
         return {"msg_type": "post", "content": {"post": post}}
     if fmt == "slack":
-        return {"text": f"*{_slack_escape(subject)}*\n{_slack_escape(body)}"}
+        mention = f"<@{to}> " if to else ""
+        return {"text": f"{mention}*{_slack_escape(subject)}*\n{_slack_escape(body)}"}
     if fmt == "teams":
         card = {
             "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
@@ -111,7 +119,10 @@ def webhook_payload(fmt: str, notification: Notification, language: str, sent_at
         }
         attachment = {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": card}
         return {"type": "message", "attachments": [attachment]}
-    return {"subject": subject, "body": body, "sent_at": sent_at.isoformat()}
+    generic: dict[str, Any] = {"subject": subject, "body": body, "sent_at": sent_at.isoformat()}
+    if to:
+        generic["to"] = to
+    return generic
 
 
 class WebhookNotifier:
@@ -217,7 +228,7 @@ class EmailNotifier:
         msg = EmailMessage()
         msg["Subject"] = notification.subject
         msg["From"] = channel.sender
-        msg["To"] = ", ".join(channel.to)
+        msg["To"] = notification.to if notification.to else ", ".join(channel.to)
         msg["Date"] = format_datetime(self._clock())
         domain = channel.sender.rsplit("@", 1)[1]
         msg["Message-ID"] = f"<{notification.key}@{domain}>" if notification.key else make_msgid(domain=domain)
@@ -279,7 +290,7 @@ _REFUSALS_FOR_GOOD = {"Bad user name or password", "Not authorized", "Client ide
 
 
 class MqttNotifier:
-    """Publishes `{"subject", "body", "sent_at"}` as JSON to a topic on facmon's broker, and waits for the PUBACK.
+    """Publishes `{"subject", "body", "sent_at"[, "to"]}` as JSON to a topic on facmon's broker, waits for the PUBACK.
 
     Connects for each message rather than holding a connection: notifications are rare, a connect costs a
     round trip on the local network, and a connection made for the message tells the truth about the broker
@@ -296,10 +307,14 @@ class MqttNotifier:
     def send(self, notification: Notification) -> Delivery:
         channel, mqtt = self._channel, self._mqtt
         timeout = channel.timeout.total_seconds()
-        payload = json.dumps(
-            {"subject": notification.subject, "body": notification.body, "sent_at": self._clock().isoformat()},
-            ensure_ascii=False,
-        ).encode()
+        document = {"subject": notification.subject, "body": notification.body, "sent_at": self._clock().isoformat()}
+        if notification.to:
+            document["to"] = notification.to
+        payload = json.dumps(document, ensure_ascii=False).encode()
+        # `{to}` in the topic addresses one pager: facility/pagers/{to} → facility/pagers/zhang.wei
+        topic = channel.topic.replace("{to}", notification.to or "all")
+        if any(c in topic for c in "+#\0"):
+            return Delivery(False, retryable=False, detail=f"{topic!r}: the address makes the topic a wildcard")
         protocol = paho.MQTTv5 if mqtt.protocol == "5" else paho.MQTTv311
         client = paho.Client(
             CallbackAPIVersion.VERSION2, client_id=f"{mqtt.client_id}-notify-{uuid.uuid4().hex[:8]}", protocol=protocol
@@ -329,7 +344,7 @@ class MqttNotifier:
             reason = outcome[0]
             if reason.is_failure:
                 return Delivery(False, retryable=str(reason) not in _REFUSALS_FOR_GOOD, detail=f"{where}: {reason}")
-            info = client.publish(channel.topic, payload, qos=channel.qos, retain=channel.retain)
+            info = client.publish(topic, payload, qos=channel.qos, retain=channel.retain)
             try:
                 info.wait_for_publish(timeout)
             except (RuntimeError, ValueError) as exc:

@@ -4,6 +4,8 @@ AlertsError
 └── WorkOrderError                 a change to a work order that cannot be made; nothing is changed
     ├── TransitionNotAllowedError  its status does not lead to the one asked for (API: 409)
     └── TransitionInputError       the transition lacks what it needs, or got what it does not take (API: 422)
+AcknowledgeError                   nothing to acknowledge: no paging, or it is over (API: 409)
+AckLinkError                       a one-click acknowledge link that is forged, garbled or expired (API: 403)
 """
 
 from __future__ import annotations
@@ -37,3 +39,11 @@ class TransitionInputError(WorkOrderError):
         self.field = field
         self.message = message
         super().__init__(f"{field}: {message}")
+
+
+class AcknowledgeError(AlertsError):
+    """Nothing to acknowledge: the work order pages nobody, or its paging is over."""
+
+
+class AckLinkError(AlertsError):
+    """A one-click acknowledge link that is forged, garbled or expired."""

@@ -17,6 +17,9 @@ class Notification:
     body: str
     # Stable across retries of the same message, so a receiver can drop a repeat (webhooks: Idempotency-Key).
     key: str | None = None
+    # For a page to one person: their address on this channel (an e-mail address, a mobile number to @-mention,
+    # a pager id for the MQTT topic's {to}); None for a message to the channel's usual audience.
+    to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +48,8 @@ class ConsoleNotifier:
     def send(self, notification: Notification) -> Delivery:
         stream = self._stream or sys.stdout
         try:
-            stream.write(f"[{self.name}] {notification.subject}\n    {notification.body}\n")
+            to = f" → {notification.to}" if notification.to else ""
+            stream.write(f"[{self.name}{to}] {notification.subject}\n    {notification.body}\n")
             stream.flush()
         except (OSError, ValueError) as exc:
             return Delivery(False, retryable=False, detail=str(exc))

@@ -113,7 +113,7 @@ class Outbox:
     def _send(self, notifier: Notifier, row: QueuedNotification) -> Delivery:
         try:
             # The row id is the idempotency key: the same across retries and after a restart.
-            return notifier.send(Notification(row.subject, row.body, key=str(row.id)))
+            return notifier.send(Notification(row.subject, row.body, key=str(row.id), to=row.address or None))
         except Exception as exc:  # a channel that raises is a failed attempt, not a stopped outbox
             log.exception("channel %s raised on notification %s", row.channel, row.id)
             return Delivery(False, retryable=True, detail=f"{type(exc).__name__}: {exc}")

@@ -6,6 +6,7 @@ A breach is a line in the work order's history, recorded once per work order and
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -30,12 +31,19 @@ class SlaBreaches:
     resolve: int
 
 
-class SlaWatch:
-    """Records SLA breaches of unfinished work orders; `check` runs on the service's ticker."""
+# Told of each breach in the transaction that records it: the escalator pages the policy's breach targets.
+BreachListener = Callable[[StateTransaction, WorkOrder, WorkOrderEvent], None]
 
-    def __init__(self, store: StateStore, config: WorkOrdersConfig, clock: Clock) -> None:
+
+class SlaWatch:
+    """Records SLA breaches of unfinished work orders; `check` runs on the service's scheduler."""
+
+    def __init__(
+        self, store: StateStore, config: WorkOrdersConfig, clock: Clock, on_breach: BreachListener | None = None
+    ) -> None:
         self._store = store
         self._config = config
+        self._on_breach = on_breach
         # Kept for callers that check without a tick's time; `check` itself uses the `now` it is given.
         self._clock = clock
 
@@ -75,6 +83,8 @@ class SlaWatch:
         events = [e for e in events if not tx.has_work_order_event(order.id, e.kind)]
         for event in events:
             tx.add_work_order_event(event)
+            if self._on_breach is not None:
+                self._on_breach(tx, order, event)
         return events
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from facmon.alerts.messages import work_order_opened
@@ -26,6 +27,9 @@ from facmon.facility.model import (
 from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import StateStore, StateTransaction
 from facmon.rules.processor import AlarmChange
+
+if TYPE_CHECKING:
+    from facmon.alerts.escalation import Escalator
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +57,14 @@ def open_work_order(
     team: str | None = None,
     location: str | None = None,
     actor: str = "system",
+    due_at: datetime | None = None,
 ) -> WorkOrder:
-    """Number and insert a work order, with the first line of its history; its location defaults to the device's."""
+    """Number and insert a work order, with the first line of its history; its location defaults to the device's.
+
+    It is due `response_target` after `at`, unless `due_at` says when (a maintenance round due on its date).
+    """
+    if due_at is None and response_target is not None:
+        due_at = at + response_target
     number = tx.next_work_order_number(at.astimezone(tz).strftime("%Y%m%d"))
     order = tx.insert_work_order(
         WorkOrder(
@@ -73,7 +83,7 @@ def open_work_order(
             team=team,
             created_at=at,
             updated_at=at,
-            due_at=at + response_target if response_target is not None else None,
+            due_at=due_at,
         )
     )
     tx.add_work_order_event(WorkOrderEvent(order.id, at, "opened", order.status, actor, description))
@@ -117,6 +127,19 @@ def queue_work_order_opened(
         )
 
 
+def announce_work_order(
+    tx: StateTransaction,
+    order: WorkOrder,
+    notifiers: Sequence[Notifier],
+    tz: ZoneInfo,
+    escalator: Escalator | None = None,
+) -> None:
+    """Tell the channels of a new work order and, if its priority has a policy, start paging the on-call."""
+    queue_work_order_opened(tx, order, notifiers, tz)
+    if escalator is not None:
+        escalator.start(tx, order, order.created_at)
+
+
 class WorkOrderPolicy:
     """Opens a work order for each new alarm that the policy covers, and notes on it when the alarm clears.
 
@@ -131,12 +154,14 @@ class WorkOrderPolicy:
         store: StateStore,
         tz: ZoneInfo,
         notifiers: list[Notifier],
+        escalator: Escalator | None = None,
     ) -> None:
         self._config = config
         self._registry = registry
         self._store = store
         self._tz = tz
         self._notifiers = notifiers
+        self._escalator = escalator
 
     def on_alarm_change(self, change: AlarmChange) -> None:
         alarm = change.alarm
@@ -191,7 +216,7 @@ class WorkOrderPolicy:
                 description=f"Opened by alarm {alarm.id} ({alarm.rule}, {alarm.severity}).",
                 team=rule.team,
             )
-            queue_work_order_opened(tx, order, self._notifiers, self._tz)
+            announce_work_order(tx, order, self._notifiers, self._tz, self._escalator)
         log.info("work order %s opened for alarm %s (%s)", order.number, alarm.id, order.priority)
 
     def _note_alarm_cleared(self, alarm: Alarm, at: datetime) -> None:

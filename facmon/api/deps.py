@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from prometheus_client import CollectorRegistry
 
+from facmon.alerts.escalation import Escalator
 from facmon.alerts.notify import Notifier
 from facmon.facility.clock import Clock
 from facmon.facility.config import FacilityConfig
@@ -35,6 +36,8 @@ class Services:
     seq_gaps: Callable[[str], int] = lambda _device_id: 0
     # The channels a new work order is announced on (its messages are queued, the outbox sends them).
     notifiers: Sequence[Notifier] = ()
+    # Pages the on-call for new work orders and takes acknowledgements; None when nobody is paged.
+    escalator: Escalator | None = None
 
 
 def get_services(request: Request) -> Services:

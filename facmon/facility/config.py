@@ -206,6 +206,18 @@ class StorageConfig(_Model):
 class ApiConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
+    # Where people reach facmon, e.g. https://facmon.example.com: the links in pages point there.
+    public_url: str | None = None
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{value!r} is not an http(s) URL such as https://facmon.example.com")
+        return value.rstrip("/")
 
 
 class IngestConfig(_Model):

@@ -238,7 +238,8 @@ notifications = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("channel", String(64), nullable=False),
     Column("kind", String(32), nullable=False),
-    Column("ref", String(64), nullable=False),
+    # What it is about, e.g. the work order number; a page's ref also names the paging and the person.
+    Column("ref", String(160), nullable=False),
     Column("language", String(8), nullable=False),
     Column("subject", Text, nullable=False),
     Column("body", Text, nullable=False),

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Query
 
 from facmon.alerts.work_order_lifecycle import resolution_time, response_time
-from facmon.alerts.work_orders import open_work_order, queue_work_order_opened, transition_work_order
+from facmon.alerts.work_orders import announce_work_order, open_work_order, transition_work_order
 from facmon.api.deps import ServicesDep
 from facmon.api.routes.params import Limit, Offset, enum_list, invalid
 from facmon.api.schemas import (
@@ -93,7 +93,7 @@ def create_work_order(services: ServicesDep, body: WorkOrderCreate) -> WorkOrder
             location=body.location,
             actor=body.by,
         )
-        queue_work_order_opened(tx, order, services.notifiers, tz)
+        announce_work_order(tx, order, services.notifiers, tz, services.escalator)
     return detail(services, order)
 
 

@@ -22,6 +22,7 @@ def upgrade() -> None:
     with op.batch_alter_table("notifications", schema=None) as batch_op:
         batch_op.add_column(sa.Column("recipient", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("address", sa.String(length=256), nullable=True))
+        batch_op.alter_column("ref", existing_type=sa.String(length=64), type_=sa.String(length=160))
     op.create_table(
         "escalations",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -72,5 +73,6 @@ def downgrade() -> None:
         batch_op.drop_index("ix_escalations_state_next")
     op.drop_table("escalations")
     with op.batch_alter_table("notifications", schema=None) as batch_op:
+        batch_op.alter_column("ref", existing_type=sa.String(length=160), type_=sa.String(length=64))
         batch_op.drop_column("address")
         batch_op.drop_column("recipient")
