@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from facmon.alerts.notify import Delivery, Notification
 from facmon.cmd.broker import Broker, start_broker
 from facmon.facility.config import FacilityConfig, load_config
 from facmon.facility.state import StateStore
@@ -41,6 +43,19 @@ class FakeClock:
     def advance(self, **delta: float) -> datetime:
         self.current += timedelta(**delta)
         return self.current
+
+
+@dataclass
+class Recorder:
+    """A channel that keeps what it is given."""
+
+    name: str
+    language: str = "en"
+    sent: list[Notification] = field(default_factory=list)
+
+    def send(self, notification: Notification) -> Delivery:
+        self.sent.append(notification)
+        return Delivery(True)
 
 
 @pytest.fixture

@@ -60,6 +60,11 @@ class Escalator:
         self._links = links
         self.roster = Roster(config, tz)
 
+    @property
+    def links(self) -> AckLinks | None:
+        """What signs and checks the acknowledge links in pages; None when pages carry none."""
+        return self._links
+
     def policy_for(self, order: WorkOrder) -> EscalationPolicy | None:
         policy_id = self._config.escalate.get(order.priority)
         return self._config.policy(policy_id) if policy_id else None

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from facmon.alerts.errors import TransitionInputError, TransitionNotAllowedError
+from facmon.alerts.errors import AckLinkError, AcknowledgeError, TransitionInputError, TransitionNotAllowedError
 from facmon.facility.errors import ConfigError, NotFoundError, StateStoreError
 from facmon.ingest.errors import TelemetryStoreError
 from facmon.rules.lifecycle import LifecycleError
@@ -54,6 +54,14 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(TransitionNotAllowedError)
     async def _transition(_request: Request, exc: TransitionNotAllowedError) -> JSONResponse:
         return problem(409, _title(409), str(exc), current_status=exc.current, allowed=list(exc.allowed))
+
+    @app.exception_handler(AcknowledgeError)
+    async def _acknowledge(_request: Request, exc: AcknowledgeError) -> JSONResponse:
+        return problem(409, _title(409), str(exc))
+
+    @app.exception_handler(AckLinkError)
+    async def _ack_link(_request: Request, exc: AckLinkError) -> JSONResponse:
+        return problem(403, _title(403), str(exc))
 
     @app.exception_handler(TransitionInputError)
     async def _transition_input(_request: Request, exc: TransitionInputError) -> JSONResponse:

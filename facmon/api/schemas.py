@@ -13,6 +13,7 @@ from facmon.facility.model import (
     AlarmState,
     Category,
     DeviceType,
+    EscalationState,
     NotificationState,
     Priority,
     Severity,
@@ -188,6 +189,7 @@ class WorkOrderEventPublic(BaseModel):
 
 class WorkOrderDetail(WorkOrderPublic):
     history: list[WorkOrderEventPublic] = Field(description="Every change, oldest first")
+    paging: EscalationPublic | None = Field(None, description="Its paging of the on-call; `null` if it pages nobody")
 
 
 class WorkOrderCreate(BaseModel):
@@ -274,6 +276,39 @@ class NotificationPublic(BaseModel):
     next_attempt_at: datetime | None = Field(description="When it is tried next; `null` unless `pending`")
     sent_at: datetime | None
     last_error: str | None = Field(description="Why the last attempt failed, cut at 1000 characters")
+    recipient: str | None = Field(None, description="For a page: the person paged (`oncall.people`)")
+    address: str | None = Field(None, description="For a page: their address on the channel")
+
+
+class EscalationPublic(BaseModel):
+    """Where the paging of a work order stands."""
+
+    policy: str = Field(description="The escalation policy (`oncall.escalation_policies`)")
+    state: EscalationState = Field(description="`active` (paging), `acknowledged`, or `ended`")
+    step: int = Field(description="The step paged last, from 1")
+    round: int = Field(description="How many times the policy has started over")
+    pages: int = Field(description="Pagings done so far (steps and reminders)")
+    started_at: datetime
+    next_at: datetime | None = Field(description="When the next step or reminder is due; `null` when none is")
+    acked_at: datetime | None
+    acked_by: str | None
+    ended_at: datetime | None
+    end_reason: str | None = Field(description="Why paging ended, e.g. `work order in_progress`")
+
+
+class AcknowledgeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"by": "zhang.wei"}]})
+
+    by: str = Field(min_length=1, max_length=64, description="Who is on it")
+
+
+class ShiftPublic(BaseModel):
+    schedule: str
+    name: str | None = Field(description="The schedule's name")
+    person: str | None = Field(description="Who is on call now; `null` when nobody is")
+    person_name: str | None
+    layer: str | None = Field(description="The layer that puts them on call, or `override`")
+    until: datetime | None = Field(description="When the on-call person next changes (looked up to 62 days ahead)")
 
 
 class Health(BaseModel):

@@ -14,12 +14,18 @@ from types import FrameType
 import uvicorn
 from prometheus_client import CollectorRegistry
 
+from facmon.alerts.ack_links import AckLinks
+from facmon.alerts.escalation import Escalator
+from facmon.alerts.maintenance import MaintenancePlanner
+from facmon.alerts.metrics import register_alerts_metrics
 from facmon.alerts.notify import Notifier, build_notifiers
 from facmon.alerts.outbox import Outbox
 from facmon.alerts.sla import SlaWatch
+from facmon.alerts.summary import DailySummary
 from facmon.alerts.work_orders import WorkOrderPolicy
 from facmon.api.app import create_app
 from facmon.api.deps import Services
+from facmon.cmd.scheduler import Scheduler
 from facmon.facility.clock import Clock, SystemClock, epoch_ms
 from facmon.facility.config import FacilityConfig, load_config
 from facmon.facility.errors import ConfigError, ConfigProblem
@@ -36,13 +42,14 @@ from facmon.ingest.subscriber import Message, MqttSubscriber
 from facmon.rules.conditions import RuleSet
 from facmon.rules.flood import FloodDetector
 from facmon.rules.processor import RuleProcessor
-from facmon.rules.ticker import Ticker
 
 log = logging.getLogger(__name__)
 
 RETENTION_EVERY_S = 3600.0
 # How often the outbox looks for notifications that are due: a page waits at most this long to be sent.
 OUTBOX_EVERY_S = 1.0
+# How often escalations and SLA timers are looked at: a step or a breach is at most this late.
+PAGING_EVERY_S = 1.0
 
 
 class Service:
@@ -94,7 +101,16 @@ class Service:
         self.pipeline.sinks.append(self.rules)
         if notifiers is None:
             notifiers = build_notifiers(config.notifications, config.mqtt)
-        self.work_orders = WorkOrderPolicy(config.work_orders, self.registry, self.state, config.tz, notifiers)
+        oncall = config.oncall
+        links = (
+            AckLinks(oncall.link_secret.get_secret_value(), config.api.public_url, oncall.link_valid_for)
+            if oncall.link_secret is not None and config.api.public_url
+            else None
+        )
+        self.escalator = Escalator(oncall, self.state, config.tz, notifiers, links=links)
+        self.work_orders = WorkOrderPolicy(
+            config.work_orders, self.registry, self.state, config.tz, notifiers, self.escalator
+        )
         delivery = config.notifications.delivery
         self.outbox = Outbox(
             self.state,
@@ -108,18 +124,26 @@ class Service:
         self.floods = FloodDetector(self.state)
         self.floods.restore(self.clock.now())
         self.rules.listeners.append(self.floods)
-        self.sla = SlaWatch(self.state, config.work_orders, self.clock)
-        self.ticker = Ticker(
-            self.clock, [self.rules.tick, self.floods.tick, self.sla.check], config.alarms.tick.total_seconds()
+        self.sla = SlaWatch(self.state, config.work_orders, self.clock, on_breach=self.escalator.on_breach)
+        self.maintenance = MaintenancePlanner(
+            config.maintenance, self.registry, self.state, self.telemetry, config.tz, notifiers
         )
-        self.housekeeping = Ticker(
-            self.clock, [self._apply_retention], RETENTION_EVERY_S, name="facmon-retention", at_start=True
-        )
-        # A ticker of its own: a channel can block for its whole timeout (SMTP, a webhook that is down), which
-        # must not hold up the rules' ticks (off-delays, shelving expiry) nor delay them by the network.
-        self.delivery = Ticker(
-            self.clock, [self.outbox.deliver_due], OUTBOX_EVERY_S, name="facmon-outbox", at_start=True
-        )
+        self.summary = DailySummary(self.state, notifiers, config.tz)
+        register_alerts_metrics(self.metrics, self.state)
+
+        # Every timed job, each on its own worker: a channel can block for its whole timeout (SMTP, a webhook
+        # that is down), which must not hold up the rules' ticks (off-delays, shelving expiry) or paging.
+        self.scheduler = Scheduler(self.clock, config.tz)
+        self.scheduler.every("rules", config.alarms.tick.total_seconds(), self.rules.tick, self.floods.tick)
+        self.scheduler.every("paging", PAGING_EVERY_S, self.escalator.run_due, self.sla.check)
+        self.scheduler.every("outbox", OUTBOX_EVERY_S, self.outbox.deliver_due, at_start=True)
+        self.scheduler.every("retention", RETENTION_EVERY_S, self._apply_retention, at_start=True)
+        if config.maintenance.plans:
+            every = config.maintenance.check_every.total_seconds()
+            self.scheduler.every("maintenance", every, self.maintenance.check, at_start=True)
+        if config.notifications.daily_summary is not None and notifiers:
+            at = config.notifications.daily_summary
+            self.scheduler.cron("daily-summary", self.summary.send, hour=at.hour, minute=at.minute)
 
         self.app = create_app(
             Services(
@@ -136,6 +160,7 @@ class Service:
                 metrics=self.metrics,
                 seq_gaps=self.pipeline.duplicates.gaps,
                 notifiers=notifiers,
+                escalator=self.escalator,
             )
         )
 
@@ -165,9 +190,7 @@ class Service:
     def start(self) -> None:
         self.pipeline.start()
         self.subscriber.start()
-        self.ticker.start()
-        self.housekeeping.start()
-        self.delivery.start()
+        self.scheduler.start()
 
     def reload_rules(self) -> list[str]:
         """Read the rules from the config file again; an invalid file raises ConfigError and changes nothing."""
@@ -180,9 +203,7 @@ class Service:
         return [rule.id for rule in rules]
 
     def stop(self) -> None:
-        self.ticker.stop()
-        self.housekeeping.stop()
-        self.delivery.stop()
+        self.scheduler.stop()
         self.subscriber.stop()
         self.pipeline.stop()
         self.rules.flush(self.clock.now())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from facmon.facility.config_types import SECTION, Duration, Identifier, as_list
+from facmon.facility.config_types import SECTION, Duration, Identifier, as_list, clock_time
 from facmon.facility.durations import parse_duration
 from facmon.facility.errors import ConfigError, ConfigProblem
 from facmon.facility.maintenance_config import MaintenanceConfig, check_maintenance
@@ -457,6 +457,9 @@ class DeliveryConfig(_Model):
 class NotificationsConfig(_Model):
     channels: dict[str, Channel] = {}
     delivery: DeliveryConfig = DeliveryConfig()
+    # Local time of the daily summary to every channel (yesterday's alarms, open work orders, breaches, dead
+    # notifications); null for none.
+    daily_summary: Annotated[time | None, BeforeValidator(clock_time)] = time(8, 0)
 
 
 class FacilityConfig(_Model):

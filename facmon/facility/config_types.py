@@ -16,6 +16,13 @@ Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.
 Location = tuple[str | int, ...]
 
 
+def clock_time(value: object) -> object:
+    """A time of day as written, "09:30"; YAML reads an unquoted 9:30 as the number 570, which is refused."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError('write a time of day in quotes, e.g. "09:30" (unquoted, YAML reads 9:30 as a number)')
+    return value
+
+
 def as_list(value: object) -> object:
     """A single value where a list is expected is a list of one."""
     return [value] if isinstance(value, str) else value

@@ -1,6 +1,6 @@
 """Preventive maintenance plans as the config writes them.
 
-A plan covers devices (by id or type) and is either on a calendar (`every: week`, `on: mon`, `at: "09:00"`, in the
+A plan covers devices (by id or type) and is either on a calendar (`every: week`, `day: mon`, `at: "09:00"`, in the
 facility's time zone) or on a meter (`trips` of a lift, `run_hours` of a pump, every so many units). It opens a
 work order `ahead` of each due date or meter reading, so the round can be planned.
 """
@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
-from facmon.facility.config_types import SECTION, Duration, Identifier, Location, as_list
+from facmon.facility.config_types import SECTION, Duration, Identifier, Location, as_list, clock_time
 from facmon.facility.model import Device, DeviceType, Priority
 
 _MONTH_DAY = re.compile(r"^(0?[1-9]|1[0-2])-(0?[1-9]|[12]\d|3[01])$")
@@ -29,39 +29,39 @@ class _Model(BaseModel):
 
 
 class Calendar(_Model):
-    """Due every day, week (`on` a weekday), month (`on` a day 1-31, or `last`) or year (`on` MM-DD), `at` a time."""
+    """Due every day, week (`day` a weekday), month (`day` 1-31, or `last`) or year (`day` MM-DD), `at` a time."""
 
     every: Literal["day", "week", "month", "year"]
-    on: str | int | None = None
-    at: time = time(9, 0)
+    day: str | int | None = None
+    at: Annotated[time, BeforeValidator(clock_time)] = time(9, 0)
     # How long before the due time the work order opens.
     ahead: Duration = timedelta(days=2)
 
     @model_validator(mode="after")
     def _on_fits_every(self) -> Calendar:
-        on = self.on
+        day = self.day
         if self.every == "day":
-            if on is not None:
-                raise ValueError("a daily plan takes no `on`")
+            if day is not None:
+                raise ValueError("a daily plan takes no `day`")
         elif self.every == "week":
-            if not isinstance(on, str) or on.lower()[:3] not in _WEEKDAYS:
-                raise ValueError("a weekly plan needs `on` a weekday: mon, tue, … sun")
+            if not isinstance(day, str) or day.lower()[:3] not in _WEEKDAYS:
+                raise ValueError("a weekly plan needs `day` a weekday: mon, tue, … sun")
         elif self.every == "month":
-            if not (on == "last" or (isinstance(on, int) and 1 <= on <= 31)):
-                raise ValueError("a monthly plan needs `on` a day of the month (1-31) or last")
-        elif not isinstance(on, str) or not _MONTH_DAY.match(on):
-            raise ValueError("a yearly plan needs `on` a month and day as MM-DD, e.g. 03-15")
+            if not (day == "last" or (isinstance(day, int) and 1 <= day <= 31)):
+                raise ValueError("a monthly plan needs `day` of the month (1-31) or last")
+        elif not isinstance(day, str) or not _MONTH_DAY.match(day):
+            raise ValueError('a yearly plan needs `day` as "MM-DD" in quotes, e.g. "03-15"')
         return self
 
     def cron(self) -> dict[str, str | int]:
         """The fields of an APScheduler CronTrigger that fires at each due time."""
         fields: dict[str, str | int] = {"hour": self.at.hour, "minute": self.at.minute, "second": 0}
         if self.every == "week":
-            fields["day_of_week"] = str(self.on).lower()[:3]
+            fields["day_of_week"] = str(self.day).lower()[:3]
         elif self.every == "month":
-            fields["day"] = "last" if self.on == "last" else int(str(self.on))
+            fields["day"] = "last" if self.day == "last" else int(str(self.day))
         elif self.every == "year":
-            month, day = str(self.on).split("-")
+            month, day = str(self.day).split("-")
             fields["month"], fields["day"] = int(month), int(day)
         return fields
 

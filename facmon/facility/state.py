@@ -72,6 +72,7 @@ from facmon.facility.model import (
     Severity,
     WorkOrder,
     WorkOrderEvent,
+    WorkOrderSource,
     WorkOrderStatus,
 )
 
@@ -529,6 +530,7 @@ class StateStore:
         statuses: Sequence[WorkOrderStatus] | None = None,
         priorities: Sequence[Priority] = (),
         categories: Sequence[Category] = (),
+        sources: Sequence[WorkOrderSource] = (),
         device_id: str | None = None,
         assignee: str | None = None,
         alarm_id: int | None = None,
@@ -537,6 +539,8 @@ class StateStore:
     ) -> Page[WorkOrder]:
         """Work orders, most urgent first (priority, then due time)."""
         query = select(work_orders)
+        if sources:
+            query = query.where(work_orders.c.source.in_(sources))
         if statuses is not None:
             query = query.where(work_orders.c.status.in_(statuses))
         if priorities:
@@ -649,11 +653,19 @@ class StateStore:
     def notification_counts(self) -> dict[NotificationState, int]:
         """How many notifications are in each state."""
         query = select(notifications.c.state, func.count()).group_by(notifications.c.state)
-        with self.engine.connect() as conn:
-            counted = {NotificationState(state): count for state, count in conn.execute(query)}
+        try:
+            with self.engine.connect() as conn:
+                counted = {NotificationState(state): count for state, count in conn.execute(query)}
+        except SQLAlchemyError as exc:
+            raise StateStoreError(f"state store unreachable: {_reason(exc)}") from None
         return {state: counted.get(state, 0) for state in NotificationState}
 
     # -- escalations ------------------------------------------------------------------------------------------
+
+    def escalation_counts(self) -> dict[EscalationState, int]:
+        query = select(escalations.c.state, func.count()).group_by(escalations.c.state)
+        with self.engine.connect() as conn:
+            return {EscalationState(state): count for state, count in conn.execute(query)}
 
     def due_escalations(self, now: datetime, limit: int = 100) -> list[Escalation]:
         """Escalations whose next paging is due by `now`, earliest first."""
@@ -677,6 +689,13 @@ class StateStore:
         with self.engine.connect() as conn:
             value: datetime | None = conn.execute(query).scalar_one_or_none()
         return UTCDateTime().process_result_value(value, self.engine.dialect)
+
+    def get_escalation(self, escalation_id: int) -> Escalation:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(escalations).where(escalations.c.id == escalation_id)).mappings().first()
+        if row is None:
+            raise NotFoundError("escalation", escalation_id)
+        return _from_row(Escalation, row)
 
     def escalation_of(self, work_order_id: int) -> Escalation | None:
         with self.engine.connect() as conn:
@@ -703,8 +722,8 @@ class StateStore:
             select(maintenance_occurrences)
             .where(maintenance_occurrences.c.plan == plan, maintenance_occurrences.c.device_id == device_id)
             .order_by(
-                maintenance_occurrences.c.due_at.desc(),
-                maintenance_occurrences.c.meter_value.desc(),
+                maintenance_occurrences.c.due_at.desc().nulls_last(),
+                maintenance_occurrences.c.meter_value.desc().nulls_last(),
                 maintenance_occurrences.c.created_at.desc(),
             )
             .limit(1)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 from facmon.alerts.ack_links import AckLinks
 from facmon.alerts.errors import AckLinkError, AcknowledgeError
 from facmon.alerts.escalation import Escalator
-from facmon.alerts.notify import Delivery, Notification
+from facmon.alerts.notify import Notification
 from facmon.alerts.outbox import Outbox
 from facmon.alerts.sla import SlaWatch
 from facmon.alerts.work_orders import WorkOrderPolicy, announce_work_order, open_work_order, transition_work_order
@@ -35,7 +34,7 @@ from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import StateStore
 from facmon.rules.conditions import RuleSet
 from facmon.rules.processor import RuleProcessor
-from tests.conftest import EXAMPLE, FakeClock
+from tests.conftest import EXAMPLE, FakeClock, Recorder
 
 # Wednesday 25 November 2026, 02:00 in Shanghai: zhang.wei has the week on the example's duty schedule.
 NIGHT = datetime(2026, 11, 24, 18, 0, tzinfo=UTC)
@@ -47,19 +46,6 @@ LEADS = {
     "reminder": ("已确认但仍未解决", "Acknowledged, still unresolved"),
     "breach": ("已超出服务时限", "SLA breached"),
 }
-
-
-@dataclass
-class Recorder:
-    """A channel that keeps what it is given."""
-
-    name: str
-    language: str = "en"
-    sent: list[Notification] = field(default_factory=list)
-
-    def send(self, notification: Notification) -> Delivery:
-        self.sent.append(notification)
-        return Delivery(True)
 
 
 class Facility:

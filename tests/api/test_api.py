@@ -75,7 +75,10 @@ def test_work_orders_list_and_detail(service) -> None:
     assert order["number"] == "WO-20261122-0001" and order["priority"] == "P1" and order["category"] == "fire"
     assert order["due_at"] == "2026-11-22T02:05:00+08:00"
     one = api.get(f"/api/v1/work-orders/{order['id']}").json()
-    assert [e["kind"] for e in one.pop("history")] == ["opened"]  # the detail adds its history to the list's shape
+    # The detail adds its history and paging to the list's shape. This service has no channels: the on-call's
+    # first step reaches nobody.
+    assert [e["kind"] for e in one.pop("history")] == ["opened", "page_missed"]
+    assert one.pop("paging")["policy"] == "urgent"
     assert one == order
     assert api.get("/api/v1/work-orders?status=closed").json() == {"items": [], "total": 0}
 

@@ -61,6 +61,8 @@ def test_the_notification_log_lists_by_state_in_the_facility_time(service) -> No
         "next_attempt_at": None,
         "sent_at": "2026-11-22T02:00:03+08:00",
         "last_error": None,
+        "recipient": None,
+        "address": None,
     }
     [pending] = api.get("/api/v1/notifications?state=pending").json()["items"]
     assert (pending["channel"], pending["attempts"], pending["next_attempt_at"], pending["last_error"]) == (

@@ -65,7 +65,7 @@ def test_demo_shows_an_alarm_and_a_work_order_then_stops_cleanly(tmp_path: Path,
         found = eventually(
             pump_alarms, timeout=60, interval=0.5, what=f"the pump's critical alarms; log:\n{log.read_text()}"
         )
-        orders = httpx.get(f"{base}/api/v1/work-orders?status=open", timeout=2).json()["items"]
+        orders = httpx.get(f"{base}/api/v1/work-orders?status=open&source=alarm", timeout=2).json()["items"]
         assert sorted(o["alarm_id"] for o in orders) == sorted(a["id"] for a in found.values())
         page = httpx.get(f"{base}/", timeout=2)
         assert page.status_code == 200 and "Active alarms" in page.text

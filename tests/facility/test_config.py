@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import shutil
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
 
 import pytest
@@ -266,3 +266,15 @@ def test_notification_delivery_settings_are_checked() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(base % "{base_delay: 1h, max_delay: 10m}", env={})
     assert "max_delay must not be below base_delay" in str(caught.value)
+
+
+MINIMAL = "sites: [{id: s, buildings: [{id: b, devices: [{id: p1, type: pump, name: Pump}]}]}]\n"
+
+
+def test_a_time_of_day_written_without_quotes_is_refused() -> None:
+    # YAML reads 8:30 as the sexagesimal number 510: taken as seconds it would be 00:08:30.
+    with pytest.raises(ConfigError) as caught:
+        parse_config(MINIMAL + "notifications: {daily_summary: 8:30}\n", env={})
+    assert 'notifications.daily_summary: write a time of day in quotes, e.g. "09:30"' in str(caught.value)
+    config = parse_config(MINIMAL + 'notifications: {daily_summary: "08:30"}\n', env={})
+    assert config.notifications.daily_summary == time(8, 30)

@@ -31,7 +31,9 @@ def test_pressure_drop_raises_alarm_and_opens_work_order(live: Live) -> None:
     assert raised["state"] == "active_unacked" and raised["value"] == 1.3
     assert raised["raised_at"].endswith("+08:00")
 
-    orders = eventually(lambda: api.get("/api/v1/work-orders?status=open").json()["items"], what="a work order")
+    orders = eventually(
+        lambda: api.get("/api/v1/work-orders?status=open&source=alarm").json()["items"], what="a work order"
+    )
     [order] = orders
     assert order["alarm_id"] == raised["id"] and order["priority"] == "P2"  # opened at major, 2.8 bar
     assert order["number"].startswith("WO-") and order["category"] == "water"

@@ -44,4 +44,6 @@ def public_notification(row: QueuedNotification, tz: ZoneInfo) -> NotificationPu
         next_attempt_at=local_time(row.next_attempt_at, tz) if row.state is NotificationState.PENDING else None,
         sent_at=local_time(row.sent_at, tz),
         last_error=row.last_error,
+        recipient=row.recipient,
+        address=row.address,
     )

@@ -6,11 +6,14 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query
 
+from facmon.alerts.errors import AcknowledgeError
 from facmon.alerts.work_order_lifecycle import resolution_time, response_time
 from facmon.alerts.work_orders import announce_work_order, open_work_order, transition_work_order
 from facmon.api.deps import ServicesDep
 from facmon.api.routes.params import Limit, Offset, enum_list, invalid
 from facmon.api.schemas import (
+    AcknowledgeRequest,
+    EscalationPublic,
     Page,
     WorkOrderCreate,
     WorkOrderDetail,
@@ -22,6 +25,7 @@ from facmon.api.schemas import (
 from facmon.facility.model import (
     CATEGORY_OF_DEVICE_TYPE,
     Category,
+    Escalation,
     Priority,
     WorkOrder,
     WorkOrderEvent,
@@ -40,6 +44,9 @@ def list_work_orders(
     status: Annotated[list[str] | None, Query(description="One or more statuses, comma-separated")] = None,
     priority: Annotated[list[str] | None, Query(description="One or more of P1…P4, comma-separated")] = None,
     category: Annotated[list[str] | None, Query(description="One or more categories, comma-separated")] = None,
+    source: Annotated[
+        list[str] | None, Query(description="`alarm`, `manual`, `preventive`; several comma-separated")
+    ] = None,
     device: str | None = None,
     assignee: str | None = None,
     limit: Limit = 100,
@@ -50,6 +57,7 @@ def list_work_orders(
         statuses=statuses,
         priorities=enum_list(priority, Priority, "priority"),
         categories=enum_list(category, Category, "category"),
+        sources=enum_list(source, WorkOrderSource, "source"),
         device_id=device,
         assignee=assignee,
         limit=limit,
@@ -105,6 +113,25 @@ def get_work_order(services: ServicesDep, work_order_id: int) -> WorkOrderDetail
 
 
 @router.post(
+    "/{work_order_id}/ack",
+    response_model=WorkOrderDetail,
+    summary="Acknowledge the paging of a work order",
+    description="Someone is on it: paging stops (escalation steps and, unless resolved in time, the reminders "
+    "for urgent work orders go on). Acknowledging again changes nothing. The page's one-click link does the same.",
+    responses={
+        **_ONE,
+        409: {"description": "The work order pages nobody, or its paging is over"},
+    },
+)
+def acknowledge(services: ServicesDep, work_order_id: int, body: AcknowledgeRequest) -> WorkOrderDetail:
+    order = services.state.get_work_order(work_order_id)
+    if services.escalator is None:
+        raise AcknowledgeError(f"work order {order.number} pages nobody: nothing to acknowledge")
+    services.escalator.acknowledge(order.id, by=body.by, at=services.clock.now(), via="api")
+    return detail(services, order)
+
+
+@router.post(
     "/{work_order_id}/transition",
     response_model=WorkOrderDetail,
     summary="Move a work order to another status",
@@ -134,7 +161,25 @@ def transition(services: ServicesDep, work_order_id: int, body: WorkOrderTransit
 def detail(services: ServicesDep, order: WorkOrder) -> WorkOrderDetail:
     tz = services.config.tz
     history = [public_event(e, tz) for e in services.state.work_order_events(order.id)]
-    return WorkOrderDetail(**public_work_order(order, tz).model_dump(), history=history)
+    escalation = services.state.escalation_of(order.id)
+    paging = public_escalation(escalation, tz) if escalation is not None else None
+    return WorkOrderDetail(**public_work_order(order, tz).model_dump(), history=history, paging=paging)
+
+
+def public_escalation(escalation: Escalation, tz: ZoneInfo) -> EscalationPublic:
+    return EscalationPublic(
+        policy=escalation.policy,
+        state=escalation.state,
+        step=escalation.step + 1,
+        round=escalation.round,
+        pages=escalation.pages,
+        started_at=escalation.started_at.astimezone(tz),
+        next_at=local_time(escalation.next_at, tz),
+        acked_at=local_time(escalation.acked_at, tz),
+        acked_by=escalation.acked_by,
+        ended_at=local_time(escalation.ended_at, tz),
+        end_reason=escalation.end_reason,
+    )
 
 
 def public_work_order(order: WorkOrder, tz: ZoneInfo) -> WorkOrderPublic:
