@@ -156,10 +156,11 @@ class Escalator:
         policy = self._config.policy(escalation.policy)
         if policy is None:
             return self._end(tx, escalation, order, now, f"policy {escalation.policy} is no longer configured")
+        if escalation.state is EscalationState.ACKNOWLEDGED:
+            # Reminders go on while the work order is unresolved, in progress or not.
+            return self._remind(tx, escalation, policy, order, now)
         if order.status in _TAKEN_UP:
             return self._end(tx, escalation, order, now, f"work order {order.status}")
-        if escalation.state is EscalationState.ACKNOWLEDGED:
-            return self._remind(tx, escalation, policy, order, now)
         return self._page_next_step(tx, escalation, policy, order, now)
 
     def _page_next_step(

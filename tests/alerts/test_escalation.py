@@ -149,7 +149,12 @@ def test_an_acknowledged_p1_still_unresolved_reminds_the_acknowledger(facility: 
     assert f.pagers("reminder") == ["zhang.wei"] * 2
     transition_work_order(f.store, order.id, WorkOrderStatus.IN_PROGRESS, by="zhang.wei", at=f.clock.now())
     f.tick(minutes=30)
-    assert f.pagers("reminder") == ["zhang.wei"] * 2
+    assert f.pagers("reminder") == ["zhang.wei"] * 3  # in progress is not resolved
+    transition_work_order(
+        f.store, order.id, WorkOrderStatus.RESOLVED, by="zhang.wei", at=f.clock.now(), note="detector replaced"
+    )
+    f.tick(minutes=30)
+    assert f.pagers("reminder") == ["zhang.wei"] * 3
     assert f.pagers() == ["zhang.wei"]  # and no step after the first
     escalation = f.escalator.escalation(order.id)
     assert escalation is not None and escalation.state is EscalationState.ENDED
