@@ -210,7 +210,7 @@ class WorkOrderPolicy:
                 source=WorkOrderSource.ALARM,
                 at=at,
                 tz=self._tz,
-                response_target=self._config.response_targets.get(rule.priority),
+                response_target=self._config.targets(CATEGORY_OF_DEVICE_TYPE[device.type], rule.priority).respond,
                 device=device,
                 alarm_id=alarm.id,
                 description=f"Opened by alarm {alarm.id} ({alarm.rule}, {alarm.severity}).",

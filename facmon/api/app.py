@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from facmon import __version__
 from facmon.api import problems
+from facmon.api.auth import requires
 from facmon.api.deps import Services
 from facmon.api.routes import (
     alarm_kpis,
     alarms,
+    auth,
     dashboard,
     devices,
     gateways,
@@ -19,9 +21,11 @@ from facmon.api.routes import (
     oncall,
     reports,
     rules,
+    stream,
     telemetry,
     work_orders,
 )
+from facmon.facility.model import Role
 
 
 def create_app(services: Services) -> FastAPI:
@@ -32,8 +36,12 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     problems.install(app)
+    # Open: liveness and readiness, sign-in, the dashboard's page (it asks to sign in) and the signed
+    # acknowledge links. Each route of the others needs a token of at least `viewer`, and more where it acts.
+    for module in (health, auth, dashboard):
+        app.include_router(module.router)
+    signed_in = [Depends(requires(Role.VIEWER))]
     for module in (
-        health,
         devices,
         telemetry,
         gateways,
@@ -45,7 +53,8 @@ def create_app(services: Services) -> FastAPI:
         oncall,
         reports,
         ingest,
-        dashboard,
+        stream,
     ):
-        app.include_router(module.router)
+        app.include_router(module.router, dependencies=signed_in)
+    app.include_router(oncall.links)
     return app

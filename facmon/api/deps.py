@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from facmon.alerts.escalation import Escalator
 from facmon.alerts.notify import Notifier
+from facmon.facility.accounts import Accounts
 from facmon.facility.clock import Clock
 from facmon.facility.config import FacilityConfig
 from facmon.facility.registry import DeviceRegistry
@@ -31,6 +32,8 @@ class Services:
     broker_connected: Callable[[], bool]
     alarms: RuleProcessor
     reload_rules: Callable[[], list[str]]
+    # Users, sign-in and tokens.
+    accounts: Accounts
     gateways: GatewayPresence = field(default_factory=lambda: GatewayPresence(()))
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     seq_gaps: Callable[[str], int] = lambda _device_id: 0

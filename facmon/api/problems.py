@@ -33,7 +33,10 @@ def install(app: FastAPI) -> None:
     # Starlette's HTTPException: FastAPI's own is a subclass, and unknown routes raise the base class.
     @app.exception_handler(HTTPException)
     async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
-        return problem(exc.status_code, _title(exc.status_code), str(exc.detail) if exc.detail else None)
+        response = problem(exc.status_code, _title(exc.status_code), str(exc.detail) if exc.detail else None)
+        for name, value in (exc.headers or {}).items():  # WWW-Authenticate on a 401, Allow on a 405
+            response.headers[name] = value
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

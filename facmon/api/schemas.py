@@ -41,7 +41,6 @@ class DeviceStatus(StrEnum):
 class ServiceRequest(BaseModel):
     """Take a device out of service for maintenance, for a time if known."""
 
-    by: str = Field("anonymous", min_length=1, max_length=64)
     reason: str = Field(min_length=3, max_length=2000)
     duration: str | None = Field(None, description="Return to service by itself after this long", examples=["4h"])
 
@@ -122,9 +121,8 @@ class AlarmEventPublic(BaseModel):
 
 
 class OperatorNote(BaseModel):
-    """Who acts, and why. Until sign-in exists, `by` is the name the operator gives."""
+    """Why; who acts is the signed-in user (or token), recorded with the action."""
 
-    by: str = Field("anonymous", min_length=1, max_length=64)
     note: str | None = Field(None, max_length=2000)
 
 
@@ -133,13 +131,11 @@ class AcknowledgeMany(OperatorNote):
 
 
 class ShelveRequest(BaseModel):
-    by: str = Field("anonymous", min_length=1, max_length=64)
     duration: str = Field(description="How long, at most the configured alarms.max_shelve", examples=["2h"])
     reason: str = Field(min_length=3, max_length=2000)
 
 
 class CommentRequest(BaseModel):
-    by: str = Field("anonymous", min_length=1, max_length=64)
     text: str = Field(min_length=1, max_length=2000)
 
 
@@ -205,14 +201,12 @@ class WorkOrderCreate(BaseModel):
                     "priority": "P3",
                     "device_id": "lift-B1",
                     "team": "lift-contractor",
-                    "by": "wang.li",
                 },
                 {
                     "title": "Replace the broken lamp in the B1 corridor",
                     "category": "general",
                     "priority": "P4",
                     "location": "riverside / A / B1 corridor",
-                    "by": "wang.li",
                 },
             ]
         },
@@ -227,7 +221,6 @@ class WorkOrderCreate(BaseModel):
     device_id: str | None = Field(None, description="A registered device, if the work is on one")
     location: str | None = Field(None, max_length=200, description="Defaults to the device's site, building, place")
     team: str | None = Field(None, max_length=64)
-    by: str = Field("anonymous", min_length=1, max_length=64)
 
 
 class WorkOrderTransition(BaseModel):
@@ -237,16 +230,15 @@ class WorkOrderTransition(BaseModel):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"to": "assigned", "assignee": "zhang.wei", "by": "wang.li"},
-                {"to": "in_progress", "by": "zhang.wei", "note": "on site"},
-                {"to": "resolved", "by": "zhang.wei", "note": "replaced the pressure switch"},
-                {"to": "cancelled", "by": "wang.li", "note": "duplicate of WO-20261122-0001"},
+                {"to": "assigned", "assignee": "zhang.wei"},
+                {"to": "in_progress", "note": "on site"},
+                {"to": "resolved", "note": "replaced the pressure switch"},
+                {"to": "cancelled", "note": "duplicate of WO-20261122-0001"},
             ]
         },
     )
 
     to: WorkOrderStatus
-    by: str = Field("anonymous", min_length=1, max_length=64)
     note: str | None = Field(
         None, max_length=2000, description="Required to `resolved` (what was done) and `cancelled` (why)"
     )
@@ -294,12 +286,6 @@ class EscalationPublic(BaseModel):
     acked_by: str | None
     ended_at: datetime | None
     end_reason: str | None = Field(description="Why paging ended, e.g. `work order in_progress`")
-
-
-class AcknowledgeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"by": "zhang.wei"}]})
-
-    by: str = Field(min_length=1, max_length=64, description="Who is on it")
 
 
 class ShiftPublic(BaseModel):

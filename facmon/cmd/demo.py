@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import secrets
 import textwrap
 import threading
 from importlib.resources import files
@@ -13,10 +14,14 @@ from pathlib import Path
 from facmon.cmd.broker import BrokerKind, start_broker
 from facmon.cmd.service import Service, listen, serve_http
 from facmon.facility.config import load_config
+from facmon.facility.model import Role
 from facmon.simulators.publisher import Simulator
 from facmon.simulators.scenario import load_scenario
 
 log = logging.getLogger(__name__)
+
+DEMO_USER = "demo"
+DEMO_PASSWORD = "facmon-demo"  # noqa: S105 - the demo's known password, printed at its start
 
 
 def example_config() -> Path:
@@ -60,10 +65,14 @@ def run_demo(
             "FACMON_STORAGE__STATE_URL": f"sqlite:///{data_dir / 'state.db'}",
             "FACMON_API__HOST": host,
             "FACMON_API__PORT": str(port),
+            # Pages carry acknowledge links that work while this demo runs.
+            "FACMON_API__PUBLIC_URL": f"http://{host}:{port}",
+            "FACMON_ONCALL__LINK_SECRET": secrets.token_hex(16),
         }
         config = load_config(config_path, env={**os.environ, **overrides})
         simulator = Simulator(config, scenario=story, speed=speed)  # checks the scenario against the facility
         service = Service(config, config_path=config_path)
+        _demo_user(service)
         service.start()
         if not service.subscriber.wait_connected(10):
             log.warning("ingest has not connected to the broker yet; it keeps trying")
@@ -74,7 +83,7 @@ def run_demo(
         print(
             f"facmon demo: {len(service.registry)} devices of {config_path.name}, "
             f"broker {broker.kind} at {broker.url}, data in {data_dir}\n"
-            f"  dashboard  http://{host}:{port}/\n"
+            f"  dashboard  http://{host}:{port}/  (sign in as {DEMO_USER} / {DEMO_PASSWORD})\n"
             f"  API docs   http://{host}:{port}/docs\n"
             f"  scenario   {story.name} at {speed:g}x\n{_described(story.description)}"
             "Press Ctrl-C to stop.",
@@ -90,6 +99,12 @@ def run_demo(
         broker.stop()
         sock.close()
         print("facmon demo stopped.", flush=True)
+
+
+def _demo_user(service: Service) -> None:
+    """The demo's admin, its password printed at the start: a demo on loopback, not a site's sign-in."""
+    if service.state.user(DEMO_USER) is None:
+        service.accounts.add_user(DEMO_USER, DEMO_PASSWORD, Role.ADMIN, name="Demo admin", at=service.clock.now())
 
 
 def _described(description: str) -> str:

@@ -11,10 +11,15 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from facmon import __version__
 from facmon.cmd.broker import BrokerError
 from facmon.facility.errors import ConfigError, FacilityError
+
+if TYPE_CHECKING:
+    from facmon.facility.config import FacilityConfig
+from facmon.facility.model import Role
 from facmon.ingest.errors import IngestError
 
 log = logging.getLogger("facmon")
@@ -81,6 +86,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load.add_argument("--url", help="broker URL (default mqtt://127.0.0.1:1883)")
     simulate.set_defaults(usage_error=simulate.error)
+
+    user = commands.add_parser("user", help="add users, set their passwords, list them")
+    user_commands = user.add_subparsers(dest="action", required=True, metavar="ACTION")
+    user_add = user_commands.add_parser("add", help="add a user; the password is asked for, or read from stdin")
+    user_add.add_argument("--config", type=Path, required=True)
+    user_add.add_argument("username")
+    user_add.add_argument("--role", choices=[r.value for r in Role], required=True)
+    user_add.add_argument("--name", help="the name shown (default: the username)")
+    user_add.add_argument("--password-stdin", action="store_true", help="read the password from stdin, not a prompt")
+    user_password = user_commands.add_parser("password", help="set a user's password (and lift a lockout)")
+    user_password.add_argument("--config", type=Path, required=True)
+    user_password.add_argument("username")
+    user_password.add_argument("--password-stdin", action="store_true")
+    user_list = user_commands.add_parser("list", help="list the users")
+    user_list.add_argument("--config", type=Path, required=True)
+
+    token = commands.add_parser("token", help="machine tokens for programs (Prometheus, Grafana, scripts)")
+    token_commands = token.add_subparsers(dest="action", required=True, metavar="ACTION")
+    token_add = token_commands.add_parser("add", help="make a token; it is printed once and never again")
+    token_add.add_argument("--config", type=Path, required=True)
+    token_add.add_argument("name")
+    token_add.add_argument("--role", choices=[r.value for r in Role], required=True)
+    token_add.add_argument("--expires", metavar="DURATION", help="e.g. 365d (default: until revoked)")
+    token_revoke = token_commands.add_parser("revoke", help="revoke a token by its id")
+    token_revoke.add_argument("--config", type=Path, required=True)
+    token_revoke.add_argument("id", type=int)
 
     mosquitto = commands.add_parser(
         "mosquitto-config", help="write Mosquitto's password file and ACL for facmon and the configured gateways"
@@ -172,6 +203,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.command == "check-config":
         config = load_config(args.file)
+        _refuse_placeholders(config, args.file)
         devices = sum(len(b.devices) for s in config.sites for b in s.buildings)
         print(f"{args.file}: ok ({devices} devices in {len(config.sites)} site(s), {len(config.rules)} rules)")
         return 0
@@ -180,6 +212,7 @@ def _run(args: argparse.Namespace) -> int:
         from facmon.cmd.service import Service, listen, serve_http
 
         config = load_config(args.config)
+        _refuse_placeholders(config, args.config)
         sock = listen(config.api.host, config.api.port)
         service = Service(config, config_path=args.config)
         try:
@@ -207,6 +240,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "simulate":
         return _simulate(args)
 
+    if args.command in ("user", "token"):
+        from facmon.cmd.accounts import run_accounts
+
+        return run_accounts(args)
+
     if args.command == "mosquitto-config":
         from facmon.cmd.mosquitto_config import write_mosquitto_config
 
@@ -214,6 +252,20 @@ def _run(args: argparse.Namespace) -> int:
         return 0
 
     raise AssertionError(args.command)
+
+
+def _refuse_placeholders(config: FacilityConfig, path: Path) -> None:
+    from facmon.facility.config import placeholder_secrets
+    from facmon.facility.errors import ConfigProblem
+
+    found = placeholder_secrets(config)
+    if found:
+        raise ConfigError(
+            [
+                ConfigProblem(str(path), key, "is a placeholder: set a real secret (only `facmon demo` runs with one)")
+                for key in found
+            ]
+        )
 
 
 def _simulate(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from facmon.alerts.work_orders import WorkOrderPolicy
 from facmon.api.app import create_app
 from facmon.api.deps import Services
 from facmon.cmd.scheduler import Scheduler
+from facmon.facility.accounts import Accounts
 from facmon.facility.clock import Clock, SystemClock, epoch_ms
 from facmon.facility.config import FacilityConfig, load_config
 from facmon.facility.errors import ConfigError, ConfigProblem
@@ -130,6 +131,10 @@ class Service:
         )
         self.summary = DailySummary(self.state, notifiers, config.tz)
         register_alerts_metrics(self.metrics, self.state)
+        api = config.api
+        self.accounts = Accounts(
+            self.state, session_ttl=api.session_ttl, max_failures=api.max_failed_logins, lockout=api.lockout
+        )
 
         # Every timed job, each on its own worker: a channel can block for its whole timeout (SMTP, a webhook
         # that is down), which must not hold up the rules' ticks (off-delays, shelving expiry) or paging.
@@ -156,6 +161,7 @@ class Service:
                 broker_connected=lambda: self.subscriber.connected,
                 alarms=self.rules,
                 reload_rules=self.reload_rules,
+                accounts=self.accounts,
                 gateways=self.gateways,
                 metrics=self.metrics,
                 seq_gaps=self.pipeline.duplicates.gaps,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -33,7 +34,7 @@ from facmon.facility.config_types import SECTION, Duration, Identifier, as_list,
 from facmon.facility.durations import parse_duration
 from facmon.facility.errors import ConfigError, ConfigProblem
 from facmon.facility.maintenance_config import MaintenanceConfig, check_maintenance
-from facmon.facility.model import Device, DeviceType, Priority, Severity
+from facmon.facility.model import Category, Device, DeviceType, Priority, Severity
 from facmon.facility.oncall_config import OncallConfig, check_oncall
 from facmon.facility.rule_config import RuleConfig, check_rule
 
@@ -208,6 +209,11 @@ class ApiConfig(_Model):
     port: int = Field(8080, ge=1, le=65535)
     # Where people reach facmon, e.g. https://facmon.example.com: the links in pages point there.
     public_url: str | None = None
+    # How long a sign-in lasts: a shift, by default.
+    session_ttl: Duration = timedelta(hours=12)
+    # Failed sign-ins in a row that lock a user out, and for how long.
+    max_failed_logins: int = Field(5, ge=1, le=100)
+    lockout: Duration = timedelta(minutes=15)
 
     @field_validator("public_url")
     @classmethod
@@ -308,19 +314,60 @@ DEFAULT_RESOLVE_TARGETS = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class SlaTargets:
+    """How long a work order may take, from its opening: to be acknowledged, to be answered (someone on site,
+    or taking it up), to be resolved. None: no target."""
+
+    acknowledge: timedelta | None
+    respond: timedelta | None
+    resolve: timedelta | None
+
+
+class SlaOverride(_Model):
+    """Targets for one category (and priority, or all of them) instead of the priority's defaults."""
+
+    category: Category
+    priority: Priority | None = None
+    acknowledge: Duration | None = None
+    respond: Duration | None = None
+    resolve: Duration | None = None
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
 class WorkOrdersConfig(_Model):
     auto_open: list[AutoOpen] = []
     response_targets: dict[Priority, Duration] = DEFAULT_RESPONSE_TARGETS
     # From opening to resolution, per priority; a work order still unresolved after it has breached its SLA.
     resolve_targets: dict[Priority, Duration] = DEFAULT_RESOLVE_TARGETS
+    # From opening to an acknowledgement of its page (or someone taking it up), per priority; none by default.
+    acknowledge_targets: dict[Priority, Duration] = {}
+    # Targets by category (and priority) where they differ from the priority's: entries later in the list win.
+    sla: list[SlaOverride] = []
     # An alarm raised again by the same rule on the same device within this time of a work order that is
     # not yet resolved joins that work order instead of opening another; 0s opens one per alarm.
     attach_within: Duration = timedelta(hours=1)
 
-    @field_validator("response_targets", "resolve_targets", mode="before")
+    @field_validator("response_targets", "resolve_targets", "acknowledge_targets", mode="before")
     @classmethod
     def _priorities_any_case(cls, value: Any) -> Any:
         return {str(k).upper(): v for k, v in value.items()} if isinstance(value, dict) else value
+
+    def targets(self, category: Category, priority: Priority) -> SlaTargets:
+        """The SLA of a work order of this category and priority."""
+        acknowledge = self.acknowledge_targets.get(priority)
+        respond = self.response_targets.get(priority)
+        resolve = self.resolve_targets.get(priority)
+        for override in self.sla:
+            if override.category == category and override.priority in (None, priority):
+                acknowledge = override.acknowledge or acknowledge
+                respond = override.respond or respond
+                resolve = override.resolve or resolve
+        return SlaTargets(acknowledge, respond, resolve)
 
     @field_validator("response_targets", "resolve_targets")
     @classmethod
@@ -616,6 +663,35 @@ def check_references(config: FacilityConfig) -> list[tuple[Path_, str]]:
     found += check_oncall(config.oncall, set(config.notifications.channels))
     found += check_maintenance(config.maintenance, devices)
     return found
+
+
+# Values that docs, examples and habit put where a secret goes: a config carrying one is not ready for a site.
+_PLACEHOLDERS = re.compile(
+    r"^(change[-_ ]?me.*|changeit|secret|password|passw0rd|example|placeholder|todo|tbd|xxx+|default|admin|test|"
+    r"123456.*|your[-_ ].*|<.*>|\$\{.*\}|\.\.\.)$",
+    re.IGNORECASE,
+)
+
+
+def placeholder_secrets(config: FacilityConfig) -> list[str]:
+    """The secrets in a config that are placeholders ("change-me", "secret", …), by key path.
+
+    `facmon serve` refuses to start with any; `facmon demo` runs with them, as demos do.
+    """
+    found: list[tuple[str, SecretStr | None]] = [
+        ("mqtt.password", config.mqtt.password),
+        ("storage.telemetry.token", config.storage.telemetry.token),
+        ("storage.telemetry.password", config.storage.telemetry.password),
+        ("oncall.link_secret", config.oncall.link_secret),
+    ]
+    for s, site in enumerate(config.sites):
+        found += [(f"sites.{s}.gateways.{g}.password", gw.password) for g, gw in enumerate(site.gateways)]
+    for name, channel in config.notifications.channels.items():
+        if isinstance(channel, WebhookChannel):
+            found.append((f"notifications.channels.{name}.secret", channel.secret))
+        elif isinstance(channel, EmailChannel):
+            found.append((f"notifications.channels.{name}.password", channel.password))
+    return [path for path, secret in found if secret is not None and _PLACEHOLDERS.match(secret.get_secret_value())]
 
 
 def _as_device(device: DeviceConfig, site: str, building: str) -> Device:

@@ -274,3 +274,59 @@ class MaintenanceOccurrence:
     due_at: datetime | None = None
     meter_value: float | None = None
     work_order_id: int | None = None
+
+
+class Role(StrEnum):
+    """What someone may do, each role all that the ones before it may: viewer < operator < engineer < admin.
+
+    viewer reads; operator also acknowledges, shelves and comments alarms and acknowledges pages; engineer also
+    opens and moves work orders and takes devices out of service; admin also reloads rules and manages users and
+    tokens.
+    """
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ENGINEER = "engineer"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return list(Role).index(self)
+
+    def allows(self, needed: Role) -> bool:
+        return self.rank >= needed.rank
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    username: str
+    name: str
+    role: Role
+    password_hash: str
+    created_at: datetime
+    disabled: bool = False
+    # Failed sign-ins in a row, and until when sign-in is refused after too many.
+    failed_logins: int = 0
+    locked_until: datetime | None = None
+
+
+class TokenKind(StrEnum):
+    SESSION = "session"  # given at sign-in, ends at sign-out or expiry
+    MACHINE = "machine"  # made by an admin for a program (Grafana, a script), until revoked or expired
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """A bearer token as stored: only its SHA-256, never the token itself."""
+
+    id: int
+    token_hash: str
+    kind: TokenKind
+    name: str
+    role: Role
+    created_at: datetime
+    user_id: int | None = None
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None

@@ -7,10 +7,10 @@ order and its first history line) into one commit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any, Generic, TypeVar, cast, get_args, get_type_hints
@@ -35,17 +35,13 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
-    and_,
     case,
     create_engine,
     delete,
     event,
-    exists,
-    false,
     func,
     insert,
     inspect,
-    or_,
     select,
     text,
     update,
@@ -55,12 +51,14 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql import LABEL_STYLE_TABLENAME_PLUS_COL
 
 from facmon.facility.errors import NotFoundError, StateStoreError
 from facmon.facility.model import (
     Alarm,
     AlarmEvent,
     AlarmState,
+    ApiToken,
     Category,
     Escalation,
     EscalationState,
@@ -70,6 +68,7 @@ from facmon.facility.model import (
     QueuedNotification,
     Reject,
     Severity,
+    User,
     WorkOrder,
     WorkOrderEvent,
     WorkOrderSource,
@@ -290,6 +289,37 @@ maintenance_occurrences = Table(
     Column("work_order_id", Integer, ForeignKey("work_orders.id", ondelete="SET NULL")),
 )
 
+# People who sign in to the dashboard and API, with their role; passwords only as argon2id hashes.
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("name", String(128), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", String(256), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("failed_logins", Integer, nullable=False, default=0),
+    Column("locked_until", UTCDateTime),
+)
+
+# Bearer tokens: sessions from sign-in and machine tokens; only the SHA-256 of each token is kept.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), index=True),
+    Column("expires_at", UTCDateTime),
+    Column("last_used_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+)
+
 # Meters facmon keeps itself (a pump's running hours from `pump_running`): the value, counted up to `until_ms`.
 meters = Table(
     "meters",
@@ -490,6 +520,48 @@ class StateStore:
             )
             return [_from_row(AlarmEvent, row) for row in rows.mappings()]
 
+    # -- the live stream: changes after a cursor, each with its alarm or work order as it is now
+
+    def alarm_changes_after(self, after_id: int, limit: int) -> list[tuple[AlarmEvent, Alarm]]:
+        query = (
+            select(alarm_events, alarms)
+            .join(alarms, alarms.c.id == alarm_events.c.alarm_id)
+            .where(alarm_events.c.id > after_id)
+            .order_by(alarm_events.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.set_label_style(LABEL_STYLE_TABLENAME_PLUS_COL)).mappings().all()
+        return [
+            (_from_row(AlarmEvent, _prefixed(row, "alarm_events_")), _from_row(Alarm, _prefixed(row, "alarms_")))
+            for row in rows
+        ]
+
+    def work_order_changes_after(self, after_id: int, limit: int) -> list[tuple[WorkOrderEvent, WorkOrder]]:
+        query = (
+            select(work_order_events, work_orders)
+            .join(work_orders, work_orders.c.id == work_order_events.c.work_order_id)
+            .where(work_order_events.c.id > after_id)
+            .order_by(work_order_events.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.set_label_style(LABEL_STYLE_TABLENAME_PLUS_COL)).mappings().all()
+        return [
+            (
+                _from_row(WorkOrderEvent, _prefixed(row, "work_order_events_")),
+                _from_row(WorkOrder, _prefixed(row, "work_orders_")),
+            )
+            for row in rows
+        ]
+
+    def last_change_ids(self) -> tuple[int, int]:
+        """The newest alarm event's and work-order event's ids: where a stream that asks for nothing old starts."""
+        with self.engine.connect() as conn:
+            a = conn.execute(select(func.max(alarm_events.c.id))).scalar_one_or_none()
+            w = conn.execute(select(func.max(work_order_events.c.id))).scalar_one_or_none()
+        return a or 0, w or 0
+
     def count_open_alarms_by_device(self) -> dict[str, int]:
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -571,38 +643,22 @@ class StateStore:
 
     # -- notification outbox ----------------------------------------------------------------------------------
 
-    def work_orders_breaching(
-        self,
-        now: datetime,
-        statuses: Sequence[WorkOrderStatus],
-        resolve_targets: Mapping[Priority, timedelta],
-        *,
-        response_kind: str,
-        resolve_kind: str,
-    ) -> list[WorkOrder]:
-        """Work orders in `statuses` with an SLA breach not yet in their history, oldest first.
-
-        A breach of response: past `due_at` without a first response and no `response_kind` event; of resolution:
-        past the priority's resolve target without `resolved_at` and no `resolve_kind` event.
-        """
-        wo = work_orders
-
-        def not_recorded(kind: str) -> Any:
-            return ~exists().where(work_order_events.c.work_order_id == wo.c.id, work_order_events.c.kind == kind)
-
-        late_response = and_(wo.c.first_response_at.is_(None), wo.c.due_at < now, not_recorded(response_kind))
-        late_resolution = and_(
-            wo.c.resolved_at.is_(None),
-            or_(false(), *(and_(wo.c.priority == p, wo.c.created_at < now - t) for p, t in resolve_targets.items())),
-            not_recorded(resolve_kind),
-        )
-        query = (
-            select(wo)
-            .where(wo.c.status.in_(statuses), or_(late_response, late_resolution))
-            .order_by(wo.c.created_at, wo.c.id)
-        )
-        with self.engine.connect() as conn:
-            return [_from_row(WorkOrder, row) for row in conn.execute(query).mappings()]
+    def work_order_marks(self, work_order_ids: Sequence[int], kinds: Sequence[str]) -> dict[int, set[str]]:
+        """Which of `kinds` each work order's history has."""
+        marks: dict[int, set[str]] = {}
+        if not work_order_ids:
+            return marks
+        for chunk in range(0, len(work_order_ids), 500):
+            ids = list(work_order_ids[chunk : chunk + 500])
+            query = (
+                select(work_order_events.c.work_order_id, work_order_events.c.kind)
+                .where(work_order_events.c.work_order_id.in_(ids), work_order_events.c.kind.in_(list(kinds)))
+                .distinct()
+            )
+            with self.engine.connect() as conn:
+                for work_order_id, kind in conn.execute(query):
+                    marks.setdefault(work_order_id, set()).add(kind)
+        return marks
 
     def count_work_order_events(self, kinds: Sequence[str], start: datetime, end: datetime) -> dict[str, int]:
         """How many work order events of each of `kinds` happened from `start` up to (not including) `end`."""
@@ -740,6 +796,38 @@ class StateStore:
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
         return None if row is None else (float(row[0]), int(row[1]))
+
+    # -- users and tokens -------------------------------------------------------------------------------------
+
+    def user(self, username: str) -> User | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(users).where(users.c.username == username)).mappings().first()
+        return None if row is None else _from_row(User, row)
+
+    def list_users(self) -> list[User]:
+        with self.engine.connect() as conn:
+            return [_from_row(User, row) for row in conn.execute(select(users).order_by(users.c.username)).mappings()]
+
+    def token(self, token_hash: str) -> tuple[ApiToken, User | None] | None:
+        """The token with this hash and its user, whatever their state: the caller judges expiry and revocation."""
+        query = select(api_tokens).where(api_tokens.c.token_hash == token_hash)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+            if row is None:
+                return None
+            token = _from_row(ApiToken, row)
+            user = None
+            if token.user_id is not None:
+                found = conn.execute(select(users).where(users.c.id == token.user_id)).mappings().first()
+                user = None if found is None else _from_row(User, found)
+        return token, user
+
+    def list_tokens(self, *, kind: str | None = None) -> list[ApiToken]:
+        query = select(api_tokens).order_by(api_tokens.c.id)
+        if kind is not None:
+            query = query.where(api_tokens.c.kind == kind)
+        with self.engine.connect() as conn:
+            return [_from_row(ApiToken, row) for row in conn.execute(query).mappings()]
 
     # -- ingest rejects ---------------------------------------------------------------------------------------
 
@@ -1079,6 +1167,41 @@ class StateTransaction:
         )
         return bool(result.rowcount)
 
+    # -- users and tokens
+
+    def insert_user(self, user: User) -> User:
+        values = _row_values(user)
+        del values["id"]
+        new_id = self.conn.execute(insert(users).values(values).returning(users.c.id)).scalar_one()
+        return replace(user, id=new_id)
+
+    def get_user(self, username: str) -> User | None:
+        """Read a user and, on PostgreSQL, lock the row: concurrent sign-ins count their failures one by one."""
+        row = self.conn.execute(select(users).where(users.c.username == username).with_for_update()).mappings().first()
+        return None if row is None else _from_row(User, row)
+
+    def update_user(self, user: User) -> None:
+        values = _row_values(user)
+        del values["id"]
+        self.conn.execute(update(users).where(users.c.id == user.id).values(values))
+
+    def insert_token(self, token: ApiToken) -> ApiToken:
+        values = _row_values(token)
+        del values["id"]
+        new_id = self.conn.execute(insert(api_tokens).values(values).returning(api_tokens.c.id)).scalar_one()
+        return replace(token, id=new_id)
+
+    def revoke_token(self, token_id: int, at: datetime) -> bool:
+        result = self.conn.execute(
+            update(api_tokens)
+            .where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )
+        return bool(result.rowcount)
+
+    def touch_token(self, token_id: int, at: datetime) -> None:
+        self.conn.execute(update(api_tokens).where(api_tokens.c.id == token_id).values(last_used_at=at))
+
     # -- maintenance
 
     def add_maintenance_occurrence(self, occurrence: MaintenanceOccurrence) -> bool:
@@ -1142,6 +1265,11 @@ def _severity_order() -> Any:
 def _reason(exc: BaseException) -> str:
     text_ = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return text_[0] if text_ else type(exc).__name__
+
+
+def _prefixed(row: Any, prefix: str) -> dict[str, Any]:
+    """The columns of one table out of a joined row labelled `table_column`."""
+    return {key[len(prefix) :]: value for key, value in row.items() if key.startswith(prefix)}
 
 
 def _row_values(obj: Any) -> dict[str, Any]:

@@ -52,6 +52,10 @@ class DevicePresence:
     def get(self, device_id: str) -> DeviceSnapshot | None:
         return self._snapshots.get(device_id)
 
+    def snapshots(self) -> list[tuple[str, DeviceSnapshot]]:
+        """Every device's snapshot, as of now (a copy: ingest goes on replacing them)."""
+        return list(self._snapshots.items())
+
     def status(self, device_id: str, now: datetime) -> Presence:
         snapshot = self._snapshots.get(device_id)
         if snapshot is None:

@@ -5,10 +5,18 @@ from __future__ import annotations
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-from facmon.alerts.sla import RESOLVE_BREACHED, RESPONSE_BREACHED, SlaBreaches, SlaWatch, sla_breaches
+from facmon.alerts.sla import (
+    ACKNOWLEDGE_BREACHED,
+    ACKNOWLEDGED,
+    RESOLVE_BREACHED,
+    RESPONSE_BREACHED,
+    SlaBreaches,
+    SlaWatch,
+    sla_breaches,
+)
 from facmon.alerts.work_orders import open_work_order, transition_work_order
-from facmon.facility.config import WorkOrdersConfig
-from facmon.facility.model import Category, Priority, WorkOrder, WorkOrderSource
+from facmon.facility.config import SlaTargets, WorkOrdersConfig
+from facmon.facility.model import Category, Priority, WorkOrder, WorkOrderEvent, WorkOrderSource
 from facmon.facility.model import WorkOrderStatus as S
 from facmon.facility.state import StateStore
 from tests.conftest import FakeClock
@@ -106,3 +114,40 @@ def test_resolved_or_cancelled_work_orders_never_breach(state_store: StateStore)
 
     assert watch.check(clock.advance(days=30)) == []
     assert RESPONSE_BREACHED not in kinds(state_store, cancelled) + kinds(state_store, resolved)
+
+
+def test_an_unacknowledged_work_order_breaches_its_acknowledge_target(state_store: StateStore) -> None:
+    clock = FakeClock()
+    config = WorkOrdersConfig(acknowledge_targets={Priority.P1: timedelta(minutes=2)})
+    watch = SlaWatch(state_store, config, clock)
+    late = open_p1(state_store, clock)
+    acked = open_p1(state_store, clock)
+    with state_store.begin() as tx:
+        tx.add_work_order_event(WorkOrderEvent(acked.id, clock.now(), ACKNOWLEDGED, S.OPEN, "li.na", "via api"))
+    assert watch.check(clock.advance(minutes=2)) == []
+    [event] = watch.check(clock.advance(seconds=30))
+    assert (event.work_order_id, event.kind) == (late.id, ACKNOWLEDGE_BREACHED)
+    assert event.note == f"{late.number}: not acknowledged within 2m, 30s late"
+    assert watch.check(clock.advance(minutes=1)) == []
+    assert sla_breaches(state_store, clock.now() - timedelta(hours=1), clock.now()).acknowledge == 1
+
+
+def test_targets_by_category_override_the_priority_s() -> None:
+    config = WorkOrdersConfig.model_validate(
+        {
+            "acknowledge_targets": {"p1": "2m"},
+            "sla": [
+                {"category": "elevator", "resolve": "24h"},
+                {"category": "elevator", "priority": "P2", "respond": "30m", "acknowledge": "5m"},
+            ],
+        }
+    )
+    assert config.targets(Category.WATER, Priority.P1) == SlaTargets(
+        timedelta(minutes=2), timedelta(minutes=5), timedelta(hours=4)
+    )
+    assert config.targets(Category.ELEVATOR, Priority.P1) == SlaTargets(
+        timedelta(minutes=2), timedelta(minutes=5), timedelta(hours=24)
+    )
+    assert config.targets(Category.ELEVATOR, Priority.P2) == SlaTargets(
+        timedelta(minutes=5), timedelta(minutes=30), timedelta(hours=24)
+    )

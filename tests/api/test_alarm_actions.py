@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from facmon.cmd.service import Service
 from facmon.facility.config import load_config
-from tests.api.conftest import NIGHT
+from tests.api.conftest import NIGHT, signed_in
 from tests.conftest import EXAMPLE, FakeClock
 from tests.publishing import feed
 
@@ -23,7 +23,7 @@ def setup(tmp_path: Path) -> Iterator[tuple[Service, FakeClock, TestClient, Path
     config = load_config(config_path, env={})
     clock = FakeClock(NIGHT)
     service = Service(config, clock=clock, notifiers=[], config_path=config_path)
-    yield service, clock, TestClient(service.app), config_path
+    yield service, clock, signed_in(service, "li.na"), config_path
     service.stop()
 
 
@@ -36,11 +36,11 @@ def test_acknowledge_one_and_many(setup) -> None:
     feed(service, clock, "smoke", "smoke-A-01", {"state": "normal", "battery_pct": 10})
     feed(service, clock, "smoke", "smoke-A-02", {"state": "normal", "contamination_pct": 90})
     low, dirty = alarm_of(api, "smoke-battery-low"), alarm_of(api, "smoke-chamber-dirty")
-    one = api.post(f"/api/v1/alarms/{low['id']}/ack", json={"by": "wang.li", "note": "battery ordered"})
+    one = signed_in(api, "wang.li").post(f"/api/v1/alarms/{low['id']}/ack", json={"note": "battery ordered"})
     assert one.status_code == 200 and one.json()["state"] == "active_acked" and one.json()["acked_by"] == "wang.li"
     again = api.post(f"/api/v1/alarms/{low['id']}/ack", json={})
     assert again.status_code == 409 and again.headers["content-type"] == "application/problem+json"
-    many = api.post("/api/v1/alarms/ack", json={"ids": [dirty["id"]], "by": "zhang.wei"})
+    many = signed_in(api, "zhang.wei").post("/api/v1/alarms/ack", json={"ids": [dirty["id"]]})
     assert [a["state"] for a in many.json()] == ["active_acked"]
     assert api.get("/api/v1/alarms?state=unacked").json()["total"] == 0
     assert api.post("/api/v1/alarms/ack", json={"ids": [9999]}).status_code == 404
@@ -57,13 +57,15 @@ def test_shelve_within_the_limit_and_unshelve(setup) -> None:
         == 422
     )
     assert api.post(f"/api/v1/alarms/{alarm['id']}/shelve", json={"duration": "2h"}).status_code == 422  # no reason
-    shelved = api.post(
-        f"/api/v1/alarms/{alarm['id']}/shelve", json={"duration": "2h", "reason": "battery on order", "by": "li"}
-    ).json()
+    shelved = (
+        signed_in(api, "li")
+        .post(f"/api/v1/alarms/{alarm['id']}/shelve", json={"duration": "2h", "reason": "battery on order"})
+        .json()
+    )
     assert shelved["shelved"] and shelved["shelved_until"] == "2026-11-22T04:00:00+08:00"
     assert api.get("/api/v1/alarms").json()["total"] == 0  # hidden from the active list
     assert [a["id"] for a in api.get("/api/v1/alarms?state=shelved").json()["items"]] == [alarm["id"]]
-    back = api.post(f"/api/v1/alarms/{alarm['id']}/unshelve", json={"by": "li"}).json()
+    back = signed_in(api, "li").post(f"/api/v1/alarms/{alarm['id']}/unshelve", json={}).json()
     assert not back["shelved"] and api.get("/api/v1/alarms").json()["total"] == 1
 
 
@@ -74,8 +76,8 @@ def test_a_fire_alarm_is_latched_until_reset(setup) -> None:
     feed(service, clock, "smoke", "smoke-B-07", {"state": "normal"})
     alarm = alarm_of(api, "smoke-alarm")
     assert alarm["state"] == "active_unacked" and alarm["latched"] and alarm["returned_at"] is not None
-    api.post(f"/api/v1/alarms/{alarm['id']}/ack", json={"by": "guard"})
-    reset = api.post(f"/api/v1/alarms/{alarm['id']}/reset", json={"by": "guard", "note": "burnt toast, 12F"})
+    signed_in(api, "guard").post(f"/api/v1/alarms/{alarm['id']}/ack", json={})
+    reset = signed_in(api, "guard").post(f"/api/v1/alarms/{alarm['id']}/reset", json={"note": "burnt toast, 12F"})
     assert reset.status_code == 200 and reset.json()["state"] == "cleared"
     trail = api.get(f"/api/v1/alarms/{alarm['id']}/events").json()["items"]
     assert [(e["kind"], e["actor"]) for e in trail] == [
@@ -91,7 +93,7 @@ def test_comment_and_unknown_alarms(setup) -> None:
     service, clock, api, _ = setup
     feed(service, clock, "elevator", "lift-A1", {"state": "fault", "fault_code": "E31"})
     alarm = alarm_of(api, "elevator-fault")
-    api.post(f"/api/v1/alarms/{alarm['id']}/comment", json={"by": "li", "text": "KONE called, ETA 20 min"})
+    signed_in(api, "li").post(f"/api/v1/alarms/{alarm['id']}/comment", json={"text": "KONE called, ETA 20 min"})
     assert api.get(f"/api/v1/alarms/{alarm['id']}/events").json()["items"][-1]["note"] == "KONE called, ETA 20 min"
     assert api.get(f"/api/v1/alarms/{alarm['id']}").json()["rule"] == "elevator-fault"
     for path in ("/api/v1/alarms/999", "/api/v1/alarms/999/events"):
@@ -142,8 +144,11 @@ def test_the_ticker_raises_communication_lost(setup) -> None:
 def test_a_device_out_of_service_raises_no_annunciated_alarm_and_opens_no_work_order(setup) -> None:
     service, clock, api, _ = setup
     feed(service, clock, "pump", "pump-2", {"pressure_bar": 2.5})  # already low when maintenance starts
-    body = {"by": "li", "reason": "replacing the pressure transmitter", "duration": "2h"}
-    assert api.post("/api/v1/devices/pump-2/out-of-service", json=body).json()["status"] == "out_of_service"
+    body = {"reason": "replacing the pressure transmitter", "duration": "2h"}
+    assert (
+        signed_in(service, "li").post("/api/v1/devices/pump-2/out-of-service", json=body).json()["status"]
+        == "out_of_service"
+    )
     assert (
         api.post("/api/v1/devices/pump-2/out-of-service", json={"reason": "x y", "duration": "later"}).status_code
         == 422
@@ -158,7 +163,7 @@ def test_a_device_out_of_service_raises_no_annunciated_alarm_and_opens_no_work_o
     assert [o["alarm_id"] for o in orders] == [low["id"]]  # the low pressure was reported before; nothing new
     assert api.get("/api/v1/devices?status=out_of_service").json()["total"] == 1
 
-    api.post("/api/v1/devices/pump-2/return-to-service", json={"by": "li", "note": "transmitter replaced"})
+    signed_in(api, "li").post("/api/v1/devices/pump-2/return-to-service", json={"note": "transmitter replaced"})
     assert api.get("/api/v1/devices/pump-2").json()["status"] != "out_of_service"
     high = alarm_of(api, "pump-pressure-high")
     assert not high["suppressed"]  # still 7 bar: now it is news, and someone is sent
@@ -197,7 +202,7 @@ def test_a_device_returned_to_service_after_its_alarm_returned_sends_nobody(setu
     clock.advance(minutes=10)
     feed(service, clock, "pump", "pump-1", {"pressure_bar": 4.0})  # fixed before the end of the maintenance
     clock.advance(minutes=10)
-    api.post("/api/v1/devices/pump-1/return-to-service", json={"by": "li"})
+    signed_in(api, "li").post("/api/v1/devices/pump-1/return-to-service", json={})
     assert api.get("/api/v1/work-orders").json()["total"] == 0
 
 
@@ -206,7 +211,7 @@ def test_a_work_order_for_an_alarm_shown_late_is_due_from_then(setup) -> None:
     api.post("/api/v1/devices/pump-1/out-of-service", json={"reason": "pump overhaul"})
     feed(service, clock, "pump", "pump-1", {"pressure_bar": 1.0})
     clock.advance(hours=1)
-    api.post("/api/v1/devices/pump-1/return-to-service", json={"by": "li"})
+    signed_in(api, "li").post("/api/v1/devices/pump-1/return-to-service", json={})
     orders = api.get("/api/v1/work-orders").json()["items"]
     assert orders and {o["due_at"] for o in orders} == {"2026-11-22T03:05:00+08:00"}  # 03:00 + 5 min
 

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from facmon.cmd.service import Service
-from tests.api.conftest import NIGHT
+from tests.api.conftest import NIGHT, signed_in
 from tests.conftest import Broker, FakeClock, Recorder, example_config
 from tests.publishing import feed
 
@@ -28,7 +28,7 @@ def paging(tmp_path: Path, mqtt_broker: Broker) -> Iterator[tuple[Service, FakeC
     clock = FakeClock(NIGHT)
     pagers = Recorder("pagers")
     service = Service(config, clock=clock, notifiers=[Recorder("duty-log"), pagers])
-    yield service, clock, TestClient(service.app, base_url="https://facmon.example.com"), pagers
+    yield service, clock, signed_in(service, "li.na", base_url="https://facmon.example.com"), pagers
     service.stop()
 
 
@@ -68,7 +68,7 @@ def test_acknowledging_through_the_api_stops_the_paging(paging) -> None:
     assert detail["paging"]["next_at"] == "2026-11-22T02:05:00+08:00"
     assert [n.to for n in pagers.sent if n.to] == ["chen.jie"]
 
-    response = api.post(f"/api/v1/work-orders/{order['id']}/ack", json={"by": "chen.jie"})
+    response = signed_in(api, "chen.jie").post(f"/api/v1/work-orders/{order['id']}/ack", json={})
     assert response.status_code == 200, response.text
     paging_now = response.json()["paging"]
     assert (paging_now["state"], paging_now["acked_by"]) == ("acknowledged", "chen.jie")
@@ -77,18 +77,18 @@ def test_acknowledging_through_the_api_stops_the_paging(paging) -> None:
     step(svc, clock, minutes=10)
     assert [n.to for n in pagers.sent if n.to] == ["chen.jie"]  # no step 2
 
-    again = api.post(f"/api/v1/work-orders/{order['id']}/ack", json={"by": "li.na"})
+    again = signed_in(api, "li.na").post(f"/api/v1/work-orders/{order['id']}/ack", json={})
     assert again.json()["paging"]["acked_by"] == "chen.jie"
 
 
 def test_a_work_order_that_pages_nobody_cannot_be_acknowledged(paging) -> None:
     _svc, _clock, api, _pagers = paging
     created = api.post("/api/v1/work-orders", json={"title": "Lamp out", "priority": "P4", "category": "general"})
-    response = api.post(f"/api/v1/work-orders/{created.json()['id']}/ack", json={"by": "li.na"})
+    response = signed_in(api, "li.na").post(f"/api/v1/work-orders/{created.json()['id']}/ack", json={})
     assert response.status_code == 409
     assert response.headers["content-type"] == "application/problem+json"
     assert "pages nobody" in response.json()["detail"]
-    assert api.post("/api/v1/work-orders/999/ack", json={"by": "li.na"}).status_code == 404
+    assert signed_in(api, "li.na").post("/api/v1/work-orders/999/ack", json={}).status_code == 404
 
 
 def test_the_link_in_a_page_asks_first_and_acknowledges_on_the_button(paging) -> None:

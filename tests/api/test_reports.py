@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from facmon.cmd.service import Service
+from tests.api.conftest import signed_in
 from tests.conftest import FakeClock
 from tests.publishing import feed
 
@@ -29,11 +30,13 @@ def order_of(api: TestClient, alarm_id: int) -> dict[str, Any]:
 
 
 def ack(api: TestClient, alarm_id: int) -> None:
-    assert api.post(f"/api/v1/alarms/{alarm_id}/ack", json={"by": "operator.li"}).status_code == 200
+    assert signed_in(api, "operator.li").post(f"/api/v1/alarms/{alarm_id}/ack", json={}).status_code == 200
 
 
 def move(api: TestClient, order: dict[str, Any], to: str, **body: Any) -> None:
-    response = api.post(f"/api/v1/work-orders/{order['id']}/transition", json={"to": to, "by": "zhang.wei", **body})
+    response = signed_in(api, "zhang.wei").post(
+        f"/api/v1/work-orders/{order['id']}/transition", json={"to": to, **body}
+    )
     assert response.status_code == 200, response.text
 
 

@@ -47,12 +47,17 @@ def test_demo_shows_an_alarm_and_a_work_order_then_stops_cleanly(tmp_path: Path,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     base = f"http://127.0.0.1:{port}"
+    # Signed in as the demo's admin, the way its banner says.
+    api = httpx.Client(base_url=base, timeout=2)
     try:
 
         def alarms() -> list[dict]:
             try:
-                return httpx.get(f"{base}/api/v1/alarms", timeout=2).json()["items"]
-            except httpx.HTTPError:
+                if "authorization" not in api.headers:
+                    login = api.post("/api/v1/auth/login", json={"username": "demo", "password": "facmon-demo"})
+                    api.headers["authorization"] = f"Bearer {login.json()['token']}"
+                return api.get("/api/v1/alarms").json()["items"]
+            except (httpx.HTTPError, KeyError):
                 return []
 
         def pump_alarms() -> dict[str, dict]:
@@ -65,12 +70,14 @@ def test_demo_shows_an_alarm_and_a_work_order_then_stops_cleanly(tmp_path: Path,
         found = eventually(
             pump_alarms, timeout=60, interval=0.5, what=f"the pump's critical alarms; log:\n{log.read_text()}"
         )
-        orders = httpx.get(f"{base}/api/v1/work-orders?status=open&source=alarm", timeout=2).json()["items"]
+        orders = api.get("/api/v1/work-orders?status=open&source=alarm").json()["items"]
         assert sorted(o["alarm_id"] for o in orders) == sorted(a["id"] for a in found.values())
-        page = httpx.get(f"{base}/", timeout=2)
+        page = httpx.get(f"{base}/", timeout=2)  # the page itself is open: it asks to sign in
         assert page.status_code == 200 and "Active alarms" in page.text
-        assert httpx.get(f"{base}/api/v1/devices", timeout=2).json()["total"] == 28
+        assert api.get("/api/v1/devices").json()["total"] == 28
+        assert httpx.get(f"{base}/api/v1/devices", timeout=2).status_code == 401
     finally:
+        api.close()
         demo.send_signal(signal.SIGINT)
         code = demo.wait(30)
     output = log.read_text()

@@ -13,9 +13,15 @@ from tests.conftest import EXAMPLE
 TESTDATA = Path(__file__).parents[1] / "facility" / "testdata"
 
 
-def facmon(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def facmon(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "facmon", *args], capture_output=True, text=True, timeout=60, env=env, check=False
+        [sys.executable, "-m", "facmon", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+        input=input,
     )
 
 
@@ -114,3 +120,51 @@ def test_simulate_usage_errors_exit_2() -> None:
     assert facmon("simulate", "--config", str(EXAMPLE), "--sites", "2").returncode == 2  # load option without --load
     assert facmon("simulate", "--config", str(EXAMPLE), "--fast", "--rate", "10").returncode == 2
     assert facmon("simulate", "--config", str(EXAMPLE), "--fast").returncode == 2  # a trace ending now: how long?
+
+
+def test_user_add_list_and_token_add_revoke(tmp_path: Path) -> None:
+    config = EXAMPLE
+    env = {"FACMON_STORAGE__STATE_URL": f"sqlite:///{tmp_path / 'state.db'}"}
+    added = facmon(
+        "user",
+        "add",
+        "--config",
+        str(config),
+        "li.na",
+        "--role",
+        "operator",
+        "--name",
+        "李娜",
+        input="a long enough password\n",
+        env=env,
+    )
+    assert added.returncode == 0, added.stderr
+    assert added.stdout == "user li.na added (operator)\n"
+    again = facmon(
+        "user", "add", "--config", str(config), "li.na", "--role", "admin", input="another password\n", env=env
+    )
+    assert again.returncode == 1 and again.stderr == "facmon: error: user 'li.na' exists\n"
+    short = facmon("user", "add", "--config", str(config), "wang", "--role", "admin", input="short\n", env=env)
+    assert short.returncode == 1 and "at least 10 characters" in short.stderr
+    listed = facmon("user", "list", "--config", str(config), env=env)
+    assert listed.stdout.split() == ["li.na", "operator", "李娜"]
+
+    token = facmon("token", "add", "--config", str(config), "grafana", "--role", "viewer", "--expires", "90d", env=env)
+    assert token.returncode == 0, token.stderr
+    assert token.stdout.startswith("fmn_") and token.stdout.count("\n") == 1  # the token alone on stdout
+    assert "it is shown only now" in token.stderr
+    revoked = facmon("token", "revoke", "--config", str(config), "1", env=env)
+    assert revoked.stdout == "token 1 revoked\n"
+    assert facmon("token", "revoke", "--config", str(config), "1", env=env).returncode == 1
+
+
+def test_serve_and_check_config_refuse_placeholder_secrets(tmp_path: Path) -> None:
+    env = {"FACMON_ONCALL__LINK_SECRET": "change-me-please-now", "FACMON_MQTT__PASSWORD": "secret"}
+    checked = facmon("check-config", str(EXAMPLE), env=env)
+    assert checked.returncode == 1
+    assert checked.stderr.splitlines() == [
+        f"{EXAMPLE}: mqtt.password: is a placeholder: set a real secret (only `facmon demo` runs with one)",
+        f"{EXAMPLE}: oncall.link_secret: is a placeholder: set a real secret (only `facmon demo` runs with one)",
+    ]
+    served = facmon("serve", "--config", str(EXAMPLE), env=env)
+    assert served.returncode == 1 and "Traceback" not in served.stderr

@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fastapi.testclient import TestClient
-
 from facmon.cmd.service import Service
 from tests.conftest import Broker, example_config
 from tests.publishing import Gateway
+from tests.signing import signed_in
 from tests.simulators.listening import Listener
 from tests.waiting import eventually
 
@@ -50,7 +49,7 @@ def test_a_smoke_alarm_pages_escalates_and_stops_on_ack_in_the_running_service(
         eventually(lambda: len(pages()) >= 4, timeout=15, what="the second step's pages")
         assert sorted(p[0] for p in pages()[1:4]) == ["li.na", "wang.jun", "zhang.wei"]
 
-        api = TestClient(service.app)
+        api = signed_in(service, "li.na")
         items = api.get("/api/v1/work-orders").json()["items"]
         [order] = [o for o in items if o["source"] == "alarm"]  # maintenance plans may have opened some too
         acked = api.post(f"/api/v1/work-orders/{order['id']}/ack", json={"by": "li.na"})

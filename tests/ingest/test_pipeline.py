@@ -16,7 +16,6 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from starlette.testclient import TestClient
 
 from facmon.cmd.broker import Broker, free_port
 from facmon.cmd.service import Service
@@ -26,6 +25,7 @@ from facmon.ingest.errors import TelemetryStoreError
 from facmon.ingest.storage import TelemetryStore
 from tests.conftest import EXAMPLE, example_config
 from tests.publishing import Gateway
+from tests.signing import signed_in
 from tests.waiting import eventually
 
 
@@ -235,7 +235,7 @@ def test_duplicate_resends_are_stored_once(facility_config: FacilityConfig, mqtt
         eventually(lambda: service.pipeline.received == 4)
         assert stored_rows(facility_config) == 2
         assert service.pipeline.accepted == 2
-        metrics = TestClient(service.app).get("/metrics").text
+        metrics = signed_in(service, "ops").get("/metrics").text
         assert "facmon_ingest_duplicates_total 3.0" in metrics
         assert "facmon_ingest_readings_accepted_total 2.0" in metrics
     finally:
@@ -252,9 +252,9 @@ def test_seq_gaps_are_counted_per_device(facility_config: FacilityConfig, mqtt_b
         for seq in (1, 2, 5, 6, 9):
             gateway.publish("pump", "pump-2", {"pressure_bar": 4.0, "seq": seq})
         eventually(lambda: service.pipeline.received == 5)
-        device = TestClient(service.app).get("/api/v1/devices/pump-2").json()
+        device = signed_in(service, "ops").get("/api/v1/devices/pump-2").json()
         assert device["seq_gaps"] == 4
-        assert "facmon_ingest_seq_gaps_total 4.0" in TestClient(service.app).get("/metrics").text
+        assert "facmon_ingest_seq_gaps_total 4.0" in signed_in(service, "ops").get("/metrics").text
     finally:
         gateway.close()
         service.stop()
@@ -263,7 +263,7 @@ def test_seq_gaps_are_counted_per_device(facility_config: FacilityConfig, mqtt_b
 def test_gateway_status_and_will(facility_config: FacilityConfig, mqtt_broker: Broker) -> None:
     service = Service(facility_config, notifiers=[])
     service.start()
-    api = TestClient(service.app)
+    api = signed_in(service, "ops")
     status = "facility/riverside/gateway/{}/status"
     # A registered gateway that says it is online, then dies: the broker publishes its will.
     dying = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"gw-{uuid.uuid4().hex[:8]}")

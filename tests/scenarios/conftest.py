@@ -10,6 +10,7 @@ from facmon.cmd.broker import Broker
 from facmon.cmd.service import Service
 from facmon.facility.config import FacilityConfig
 from tests.publishing import Gateway
+from tests.signing import signed_in
 from tests.waiting import eventually
 
 Live = tuple[Service, TestClient, Gateway]
@@ -21,7 +22,7 @@ def running(config: FacilityConfig, broker: Broker) -> Iterator[Live]:
     service = Service(config, notifiers=[])
     service.start()
     gateway = Gateway(broker)
-    api = TestClient(service.app)
+    api = signed_in(service, "operator")
     try:
         eventually(lambda: api.get("/readyz").status_code == 200, what="ready")
         yield service, api, gateway

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query
 
+from facmon.api.auth import Operator
 from facmon.api.deps import ServicesDep
 from facmon.api.routes.params import Limit, Offset, enum_list, invalid
 from facmon.api.schemas import (
@@ -78,8 +79,8 @@ def list_alarms(
     summary="Acknowledge several alarms at once, all or none",
     responses={404: {"description": "No such alarm"}, 409: {"description": "One cannot be acknowledged"}},
 )
-def acknowledge_many(services: ServicesDep, body: AcknowledgeMany) -> list[AlarmPublic]:
-    alarms = services.alarms.acknowledge(body.ids, body.by, services.clock.now(), body.note)
+def acknowledge_many(services: ServicesDep, user: Operator, body: AcknowledgeMany) -> list[AlarmPublic]:
+    alarms = services.alarms.acknowledge(body.ids, user.name, services.clock.now(), body.note)
     return [public_alarm(a, services.config.tz) for a in alarms]
 
 
@@ -121,8 +122,8 @@ _ACTION: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/{alarm_id}/ack", response_model=AlarmPublic, summary="Acknowledge", responses=_ACTION)
-def acknowledge_one(services: ServicesDep, alarm_id: int, body: OperatorNote) -> AlarmPublic:
-    [alarm] = services.alarms.acknowledge([alarm_id], body.by, services.clock.now(), body.note)
+def acknowledge_one(services: ServicesDep, user: Operator, alarm_id: int, body: OperatorNote) -> AlarmPublic:
+    [alarm] = services.alarms.acknowledge([alarm_id], user.name, services.clock.now(), body.note)
     return public_alarm(alarm, services.config.tz)
 
 
@@ -132,7 +133,7 @@ def acknowledge_one(services: ServicesDep, alarm_id: int, body: OperatorNote) ->
     summary="Shelve for a time, with a reason",
     responses={**_ACTION, 422: {"description": "Duration missing, malformed or over the maximum"}},
 )
-def shelve_alarm(services: ServicesDep, alarm_id: int, body: ShelveRequest) -> AlarmPublic:
+def shelve_alarm(services: ServicesDep, user: Operator, alarm_id: int, body: ShelveRequest) -> AlarmPublic:
     limit = services.config.alarms.max_shelve
     try:
         duration = parse_duration(body.duration)
@@ -141,19 +142,19 @@ def shelve_alarm(services: ServicesDep, alarm_id: int, body: ShelveRequest) -> A
     if not timedelta(0) < duration <= limit:
         raise invalid("body", "duration", f"shelve for more than 0 and at most {format_duration(limit)}")
     now = services.clock.now()
-    alarm = services.alarms.shelve(alarm_id, body.by, now, now + duration, body.reason)
+    alarm = services.alarms.shelve(alarm_id, user.name, now, now + duration, body.reason)
     return public_alarm(alarm, services.config.tz)
 
 
 @router.post("/{alarm_id}/unshelve", response_model=AlarmPublic, summary="Unshelve", responses=_ACTION)
-def unshelve_alarm(services: ServicesDep, alarm_id: int, body: OperatorNote) -> AlarmPublic:
-    alarm = services.alarms.unshelve(alarm_id, body.by, services.clock.now(), body.note)
+def unshelve_alarm(services: ServicesDep, user: Operator, alarm_id: int, body: OperatorNote) -> AlarmPublic:
+    alarm = services.alarms.unshelve(alarm_id, user.name, services.clock.now(), body.note)
     return public_alarm(alarm, services.config.tz)
 
 
 @router.post("/{alarm_id}/reset", response_model=AlarmPublic, summary="Reset a latched alarm", responses=_ACTION)
-def reset_alarm(services: ServicesDep, alarm_id: int, body: OperatorNote) -> AlarmPublic:
-    alarm = services.alarms.reset(alarm_id, body.by, services.clock.now(), body.note)
+def reset_alarm(services: ServicesDep, user: Operator, alarm_id: int, body: OperatorNote) -> AlarmPublic:
+    alarm = services.alarms.reset(alarm_id, user.name, services.clock.now(), body.note)
     return public_alarm(alarm, services.config.tz)
 
 
@@ -163,8 +164,8 @@ def reset_alarm(services: ServicesDep, alarm_id: int, body: OperatorNote) -> Ala
     summary="Add a note to the audit trail",
     responses={404: {"description": "No such alarm"}},
 )
-def comment_alarm(services: ServicesDep, alarm_id: int, body: CommentRequest) -> AlarmPublic:
-    alarm = services.alarms.comment(alarm_id, body.by, services.clock.now(), body.text)
+def comment_alarm(services: ServicesDep, user: Operator, alarm_id: int, body: CommentRequest) -> AlarmPublic:
+    alarm = services.alarms.comment(alarm_id, user.name, services.clock.now(), body.text)
     return public_alarm(alarm, services.config.tz)
 
 

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
+from facmon.api.auth import Engineer
 from facmon.api.deps import Services, ServicesDep
 from facmon.api.routes.params import invalid
 from facmon.api.schemas import DevicePublic, DeviceStatus, OperatorNote, Page, ServiceRequest, from_epoch_ms
@@ -46,7 +47,7 @@ def get_device(services: ServicesDep, device_id: str) -> DevicePublic:
     summary="Take a device out of service for maintenance: its alarms are recorded but not annunciated",
     responses={404: {"description": "No such device"}, 422: {"description": "Bad duration or no reason"}},
 )
-def take_out_of_service(services: ServicesDep, device_id: str, body: ServiceRequest) -> DevicePublic:
+def take_out_of_service(services: ServicesDep, user: Engineer, device_id: str, body: ServiceRequest) -> DevicePublic:
     device = _device(services, device_id)
     now = services.clock.now()
     until = None
@@ -55,7 +56,7 @@ def take_out_of_service(services: ServicesDep, device_id: str, body: ServiceRequ
             until = now + parse_duration(body.duration)
         except ValueError as exc:
             raise invalid("body", "duration", str(exc)) from None
-    services.alarms.take_out_of_service(device.id, body.by, now, body.reason, until)
+    services.alarms.take_out_of_service(device.id, user.name, now, body.reason, until)
     return _public_one(services, device)
 
 
@@ -65,9 +66,9 @@ def take_out_of_service(services: ServicesDep, device_id: str, body: ServiceRequ
     summary="Return a device to service: its active alarms are annunciated again",
     responses={404: {"description": "No such device"}, 409: {"description": "It is not out of service"}},
 )
-def return_to_service(services: ServicesDep, device_id: str, body: OperatorNote) -> DevicePublic:
+def return_to_service(services: ServicesDep, user: Engineer, device_id: str, body: OperatorNote) -> DevicePublic:
     device = _device(services, device_id)
-    services.alarms.return_to_service(device.id, body.by, services.clock.now(), body.note)
+    services.alarms.return_to_service(device.id, user.name, services.clock.now(), body.note)
     return _public_one(services, device)
 
 

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from facmon.api.auth import requires
 from facmon.api.deps import ServicesDep
 from facmon.api.schemas import Health, Readiness
 from facmon.facility.errors import StateStoreError
+from facmon.facility.model import Role
 from facmon.ingest.errors import TelemetryStoreError
 
 router = APIRouter(tags=["health"])
@@ -49,6 +51,9 @@ def readyz(services: ServicesDep) -> Readiness | JSONResponse:
     summary="Metrics in the Prometheus text format: ingest counts, rejects by reason, write latency, spool",
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+    # Not open like liveness: the figures say much about the site. Prometheus sends a token
+    # (`authorization: {credentials: …}` in its scrape config).
+    dependencies=[Depends(requires(Role.VIEWER))],
 )
 def metrics(services: ServicesDep) -> Response:
     return Response(generate_latest(services.metrics), media_type=CONTENT_TYPE_LATEST)

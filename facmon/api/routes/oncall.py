@@ -15,6 +15,8 @@ from facmon.facility.errors import NotFoundError
 from facmon.facility.model import WorkOrder
 
 router = APIRouter(tags=["on-call"])
+# The acknowledge links: open, since each carries its own signature; outside the API's schema.
+links = APIRouter(include_in_schema=False)
 
 
 @router.get("/api/v1/oncall/now", response_model=Page[ShiftPublic], summary="Who is on call now, per schedule")
@@ -42,7 +44,7 @@ def on_call_now(services: ServicesDep) -> Page[ShiftPublic]:
 # fetch links, and must not acknowledge for the person paged.
 
 
-@router.get("/ack/{token}", response_class=HTMLResponse, include_in_schema=False)
+@links.get("/ack/{token}", response_class=HTMLResponse)
 def ack_link(services: ServicesDep, token: str) -> HTMLResponse:
     try:
         _, person, order = _resolve(services, token)
@@ -53,7 +55,7 @@ def ack_link(services: ServicesDep, token: str) -> HTMLResponse:
     return _html(f"Acknowledge {order.number}?", f"{escape(text)}</p>{form}<p>", raw=True)
 
 
-@router.post("/ack/{token}", response_class=HTMLResponse, include_in_schema=False)
+@links.post("/ack/{token}", response_class=HTMLResponse)
 def ack_link_confirm(services: ServicesDep, token: str) -> HTMLResponse:
     try:
         escalation_id, person, order = _resolve(services, token)

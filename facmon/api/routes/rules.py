@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from fastapi import APIRouter
 
+from facmon.api.auth import Admin
 from facmon.api.deps import ServicesDep
 from facmon.api.schemas import Page, RulePublic
 from facmon.facility.durations import format_duration
 from facmon.rules.conditions import format_value
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1/rules", tags=["rules"])
 
@@ -33,8 +37,9 @@ def list_rules(services: ServicesDep) -> Page[RulePublic]:
     summary="Read the rules from the config file again",
     responses={422: {"description": "The file is invalid: its errors are listed and the old rules stay in force"}},
 )
-def reload_rules(services: ServicesDep) -> Page[RulePublic]:
+def reload_rules(services: ServicesDep, user: Admin) -> Page[RulePublic]:
     services.reload_rules()
+    log.info("rules reloaded by %s", user.name)
     return list_rules(services)
 
 

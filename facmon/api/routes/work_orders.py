@@ -9,10 +9,10 @@ from fastapi import APIRouter, Query
 from facmon.alerts.errors import AcknowledgeError
 from facmon.alerts.work_order_lifecycle import resolution_time, response_time
 from facmon.alerts.work_orders import announce_work_order, open_work_order, transition_work_order
+from facmon.api.auth import Engineer, Operator
 from facmon.api.deps import ServicesDep
 from facmon.api.routes.params import Limit, Offset, enum_list, invalid
 from facmon.api.schemas import (
-    AcknowledgeRequest,
     EscalationPublic,
     Page,
     WorkOrderCreate,
@@ -75,7 +75,7 @@ def list_work_orders(
     "response target of its priority, and announced on the configured channels.",
     responses={422: {"description": "A field missing or invalid, or no such device"}},
 )
-def create_work_order(services: ServicesDep, body: WorkOrderCreate) -> WorkOrderDetail:
+def create_work_order(services: ServicesDep, user: Engineer, body: WorkOrderCreate) -> WorkOrderDetail:
     device = None
     if body.device_id is not None:
         device = services.registry.get(body.device_id)
@@ -94,12 +94,12 @@ def create_work_order(services: ServicesDep, body: WorkOrderCreate) -> WorkOrder
             source=WorkOrderSource.MANUAL,
             at=services.clock.now(),
             tz=tz,
-            response_target=services.config.work_orders.response_targets.get(body.priority),
+            response_target=services.config.work_orders.targets(category, body.priority).respond,
             device=device,
             description=body.description,
             team=body.team,
             location=body.location,
-            actor=body.by,
+            actor=user.name,
         )
         announce_work_order(tx, order, services.notifiers, tz, services.escalator)
     return detail(services, order)
@@ -123,11 +123,11 @@ def get_work_order(services: ServicesDep, work_order_id: int) -> WorkOrderDetail
         409: {"description": "The work order pages nobody, or its paging is over"},
     },
 )
-def acknowledge(services: ServicesDep, work_order_id: int, body: AcknowledgeRequest) -> WorkOrderDetail:
+def acknowledge(services: ServicesDep, user: Operator, work_order_id: int) -> WorkOrderDetail:
     order = services.state.get_work_order(work_order_id)
     if services.escalator is None:
         raise AcknowledgeError(f"work order {order.number} pages nobody: nothing to acknowledge")
-    services.escalator.acknowledge(order.id, by=body.by, at=services.clock.now(), via="api")
+    services.escalator.acknowledge(order.id, by=user.name, at=services.clock.now(), via="api")
     return detail(services, order)
 
 
@@ -145,12 +145,12 @@ def acknowledge(services: ServicesDep, work_order_id: int, body: AcknowledgeRequ
         422: {"description": "A field missing or invalid, such as no assignee for `assigned`"},
     },
 )
-def transition(services: ServicesDep, work_order_id: int, body: WorkOrderTransition) -> WorkOrderDetail:
+def transition(services: ServicesDep, user: Engineer, work_order_id: int, body: WorkOrderTransition) -> WorkOrderDetail:
     order = transition_work_order(
         services.state,
         work_order_id,
         body.to,
-        by=body.by,
+        by=user.name,
         at=services.clock.now(),
         note=body.note,
         assignee=body.assignee,

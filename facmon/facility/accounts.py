@@ -1,0 +1,181 @@
+"""Users, sign-in and bearer tokens.
+
+Passwords are kept only as argon2id hashes (argon2-cffi's defaults: 64 MiB, 3 passes), so a stolen state
+database gives no password cheaply. Sign-in gives a session token that expires; admins make machine tokens for
+programs. A token is 32 random bytes, handed out once; only its SHA-256 is stored. After `max_failures` failed
+sign-ins in a row a user is locked out for `lockout`; a sign-in for an unknown user costs the same hash work, so
+its timing does not tell which usernames exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from facmon.facility.errors import FacilityError
+from facmon.facility.model import ApiToken, Role, TokenKind, User
+from facmon.facility.state import StateStore
+
+USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+MIN_PASSWORD = 10
+# Marks facmon tokens, so secret scanners and people can tell one when they see it.
+TOKEN_PREFIX = "fmn_"  # noqa: S105 - a prefix, not a secret
+
+
+class AccountError(FacilityError):
+    """A user or token that cannot be made as asked (taken name, short password, …)."""
+
+
+class SignInError(FacilityError):
+    """Wrong username or password, or a disabled user: the message never says which."""
+
+
+class LockedOutError(SignInError):
+    def __init__(self, until: datetime) -> None:
+        self.until = until
+        super().__init__("too many failed sign-ins: try again later")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a request acts as: a signed-in user, or a machine token. `name` is what the history records."""
+
+    name: str
+    role: Role
+    token_id: int
+    kind: TokenKind
+    expires_at: datetime | None = None
+    display_name: str | None = None
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Accounts:
+    def __init__(
+        self,
+        store: StateStore,
+        *,
+        session_ttl: timedelta = timedelta(hours=12),
+        max_failures: int = 5,
+        lockout: timedelta = timedelta(minutes=15),
+        hasher: PasswordHasher | None = None,
+    ) -> None:
+        self._store = store
+        self.session_ttl = session_ttl
+        self.max_failures = max_failures
+        self.lockout = lockout
+        self._hasher = hasher or PasswordHasher()
+        # Verified against for unknown users, so that they cost as much as known ones.
+        self._decoy = self._hasher.hash(secrets.token_urlsafe(16))
+
+    # -- users
+
+    def add_user(self, username: str, password: str, role: Role, *, name: str | None = None, at: datetime) -> User:
+        if not USERNAME.match(username):
+            raise AccountError(f"{username!r} is not a username: letters, digits and . _ @ - only, up to 64")
+        check_password(password)
+        if self._store.user(username) is not None:
+            raise AccountError(f"user {username!r} exists")
+        user = User(0, username, name or username, role, self._hasher.hash(password), at)
+        with self._store.begin() as tx:
+            return tx.insert_user(user)
+
+    def set_password(self, username: str, password: str) -> None:
+        check_password(password)
+        with self._store.begin() as tx:
+            user = tx.get_user(username)
+            if user is None:
+                raise AccountError(f"no user {username!r}")
+            tx.update_user(replace(user, password_hash=self._hasher.hash(password), failed_logins=0, locked_until=None))
+
+    # -- sign-in
+
+    def sign_in(self, username: str, password: str, at: datetime) -> tuple[str, Principal]:
+        """A new session token for the user, or SignInError (LockedOutError while locked out)."""
+        with self._store.begin() as tx:
+            user = tx.get_user(username)
+            if user is None:
+                self._verify(self._decoy, password)
+                raise SignInError("wrong username or password")
+            if user.locked_until is not None and user.locked_until > at:
+                raise LockedOutError(user.locked_until)
+            if not self._verify(user.password_hash, password) or user.disabled:
+                failures = user.failed_logins + 1
+                locked = at + self.lockout if failures >= self.max_failures else None
+                tx.update_user(replace(user, failed_logins=0 if locked else failures, locked_until=locked))
+                failure = LockedOutError(locked) if locked else SignInError("wrong username or password")
+            else:
+                if self._hasher.check_needs_rehash(user.password_hash):
+                    user = replace(user, password_hash=self._hasher.hash(password))
+                tx.update_user(replace(user, failed_logins=0, locked_until=None))
+                token, row = _new_token(TokenKind.SESSION, user.username, user.role, at, at + self.session_ttl, user.id)
+                return token, _principal(tx.insert_token(row), user)
+        # Raised once the block has committed the count of failures (raising inside would roll it back).
+        raise failure
+
+    def sign_out(self, principal: Principal, at: datetime) -> None:
+        with self._store.begin() as tx:
+            tx.revoke_token(principal.token_id, at)
+
+    # -- tokens
+
+    def add_token(self, name: str, role: Role, *, at: datetime, expires_at: datetime | None = None) -> tuple[str, int]:
+        """A machine token; the token itself is shown only now."""
+        if not USERNAME.match(name):
+            raise AccountError(f"{name!r} is not a token name: letters, digits and . _ @ - only, up to 64")
+        token, row = _new_token(TokenKind.MACHINE, name, role, at, expires_at, None)
+        with self._store.begin() as tx:
+            return token, tx.insert_token(row).id
+
+    def revoke(self, token_id: int, at: datetime) -> bool:
+        with self._store.begin() as tx:
+            return tx.revoke_token(token_id, at)
+
+    def authenticate(self, token: str, at: datetime) -> Principal | None:
+        """Who the bearer of `token` is, or None for an unknown, expired or revoked token or a disabled user."""
+        if not token.startswith(TOKEN_PREFIX) or len(token) > 100:
+            return None
+        found = self._store.token(token_hash(token))
+        if found is None:
+            return None
+        row, user = found
+        if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= at):
+            return None
+        if row.kind is TokenKind.SESSION and (user is None or user.disabled):
+            return None
+        if row.last_used_at is None or at - row.last_used_at > timedelta(minutes=1):
+            with self._store.begin() as tx:  # at most a write a minute per token
+                tx.touch_token(row.id, at)
+        return _principal(row, user)
+
+    def _verify(self, password_hash: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(password_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+
+def check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise AccountError(f"a password needs at least {MIN_PASSWORD} characters")
+
+
+def _new_token(
+    kind: TokenKind, name: str, role: Role, at: datetime, expires_at: datetime | None, user_id: int | None
+) -> tuple[str, ApiToken]:
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    return token, ApiToken(0, token_hash(token), kind, name, role, at, user_id=user_id, expires_at=expires_at)
+
+
+def _principal(row: ApiToken, user: User | None) -> Principal:
+    if row.kind is TokenKind.SESSION and user is not None:
+        return Principal(user.username, user.role, row.id, row.kind, row.expires_at, user.name)
+    return Principal(f"token:{row.name}", row.role, row.id, row.kind, row.expires_at, row.name)
