@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 APT    := DEBIAN_FRONTEND=noninteractive apt-get -qq -o=Dpkg::Use-Pty=0
 
-.PHONY: install test check format demo bench clean system-deps
+.PHONY: install test check format demo bench clean system-deps vendor
 
 install: $(STAMP)
 
@@ -23,8 +23,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-# mosquitto and influxd for the integration tests; without root or apt the tests fall back to the embedded broker
-# and skip InfluxDB. The tests start their own influxd on free ports: the package's service is stopped and disabled,
+# mosquitto and influxd for the integration tests, Debian's chromium for the browser tests; without root or apt
+# the tests fall back to the embedded broker and skip InfluxDB and the browser. The tests start their own influxd on free ports: the package's service is stopped and disabled,
 # so no influxd of the system holds port 8086.
 system-deps:
 	@if command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ]; then :; \
@@ -37,6 +37,11 @@ system-deps:
 	  if [ -d /run/systemd/system ]; then systemctl disable --now influxdb >/dev/null 2>&1 || true; \
 	  else /etc/init.d/influxdb stop >/dev/null 2>&1; update-rc.d influxdb disable >/dev/null 2>&1 || true; fi; \
 	else echo "influxd is not installed and this is not root: the InfluxDB tests are skipped"; fi
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing chromium for the browser tests"; $(APT) update && \
+	  $(APT) install -y chromium fonts-noto-cjk >/dev/null; \
+	else echo "chromium is not installed and this is not root: the browser tests are skipped"; fi
 
 test: install system-deps
 	$(BIN)/python -m pytest
@@ -57,6 +62,16 @@ demo: install
 bench: install system-deps
 	$(BIN)/python bench/alarm_latency.py
 	$(BIN)/python bench/ingest.py
+
+# The dashboard's one third-party library, uPlot, as published on the npm registry (needs npm). Its files are
+# committed, so neither `make demo` nor `make test` needs npm; this target is how they are updated, never by hand.
+UPLOT := 1.6.32
+vendor:
+	tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent uplot@$(UPLOT) >/dev/null && tar xzf uplot-$(UPLOT).tgz && \
+	  cp package/dist/uPlot.iife.min.js package/dist/uPlot.min.css package/LICENSE \
+	    $(CURDIR)/facmon/api/static/vendor/uplot/ && \
+	  echo "uPlot $(UPLOT) (MIT), from the npm registry by \`make vendor\`: not edited by hand." \
+	    > $(CURDIR)/facmon/api/static/vendor/uplot/VERSION && rm -rf $$tmp
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .facmon-demo test-artifacts

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
+
 from fastapi import Depends, FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from facmon import __version__
 from facmon.api import problems
@@ -57,4 +60,6 @@ def create_app(services: Services) -> FastAPI:
     ):
         app.include_router(module.router, dependencies=signed_in)
     app.include_router(oncall.links)
+    # The dashboard's scripts, styles and vendored libraries: no data, so open like the page itself.
+    app.mount("/static", StaticFiles(directory=str(files("facmon.api") / "static")), name="static")
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,6 +24,11 @@ from facmon.ingest.storage import Aggregate
 
 T = TypeVar("T")
 Value = float | int | bool | str | None
+
+# Ids are the state store's INTEGER primary keys, counted from 1: 32-bit in PostgreSQL. A larger one names nothing,
+# and the store cannot even compare it (PostgreSQL: integer out of range; SQLite beyond 64 bits: an overflow).
+MAX_ID = 2**31 - 1
+RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class Page(BaseModel, Generic[T]):
@@ -45,6 +50,16 @@ class ServiceRequest(BaseModel):
     duration: str | None = Field(None, description="Return to service by itself after this long", examples=["4h"])
 
 
+class Limit(BaseModel):
+    """A threshold of a rule on one of the device's fields, as it applies to this device."""
+
+    rule: str
+    field: str
+    severity: Severity
+    kind: str = Field(description="`above` or `below`")
+    value: float
+
+
 class DevicePublic(BaseModel):
     id: str
     type: DeviceType
@@ -59,6 +74,8 @@ class DevicePublic(BaseModel):
     latest: dict[str, Value] = Field(description="Newest value of each field")
     active_alarms: int
     seq_gaps: int = Field(0, description="Readings missing by the device's `seq` numbers since facmon started")
+    nominal: dict[str, float] = Field({}, description="Nominal values from the config, e.g. `voltage_v`")
+    limits: list[Limit] = Field([], description="Its rules' thresholds, for limit lines; only for one device")
 
 
 class GatewayPublic(BaseModel):
@@ -127,7 +144,7 @@ class OperatorNote(BaseModel):
 
 
 class AcknowledgeMany(OperatorNote):
-    ids: list[int] = Field(min_length=1, max_length=1000)
+    ids: list[RowId] = Field(min_length=1, max_length=1000)
 
 
 class ShelveRequest(BaseModel):
@@ -170,6 +187,7 @@ class WorkOrderPublic(BaseModel):
     closed_at: datetime | None
     response_minutes: float | None = Field(description="From `created_at` to `first_response_at`, in minutes")
     resolution_minutes: float | None = Field(description="From `created_at` to `resolved_at`, in minutes")
+    allowed: list[WorkOrderStatus] = Field([], description="The statuses it may move to next")
 
 
 class WorkOrderEventPublic(BaseModel):

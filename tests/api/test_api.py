@@ -116,7 +116,12 @@ def test_errors_are_problem_json(service, path: str, status: int, detail: str | 
 def test_dashboard_and_openapi_are_served(service) -> None:
     _, _, api = service
     page = api.get("/")
-    assert page.status_code == 200 and "<title>facmon" in page.text and "/api/v1/alarms" in page.text
+    assert page.status_code == 200 and "<title>facmon" in page.text and "/static/dashboard.js" in page.text
+    script = api.get("/static/dashboard.js")
+    assert script.status_code == 200 and "/api/v1/stream" in script.text
+    assert "javascript" in script.headers["content-type"]
+    assert api.get("/static/vendor/uplot/uPlot.iife.min.js").status_code == 200
+    assert api.get("/static/../deps.py").status_code == 404
     spec = api.get("/openapi.json").json()
     assert {"/api/v1/devices", "/api/v1/alarms", "/api/v1/work-orders", "/healthz", "/readyz"} <= set(spec["paths"])
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from facmon.api.auth import Operator
 from facmon.api.deps import ServicesDep
-from facmon.api.routes.params import Limit, Offset, enum_list, invalid
+from facmon.api.routes.params import Id, Limit, Offset, enum_list, invalid
 from facmon.api.schemas import (
     AcknowledgeMany,
     AlarmEventPublic,
@@ -85,7 +85,7 @@ def acknowledge_many(services: ServicesDep, user: Operator, body: AcknowledgeMan
 
 
 @router.get("/{alarm_id}", response_model=AlarmPublic, responses={404: {"description": "No such alarm"}})
-def get_alarm(services: ServicesDep, alarm_id: int) -> AlarmPublic:
+def get_alarm(services: ServicesDep, alarm_id: Id) -> AlarmPublic:
     return public_alarm(services.state.get_alarm(alarm_id), services.config.tz)
 
 
@@ -95,7 +95,7 @@ def get_alarm(services: ServicesDep, alarm_id: int) -> AlarmPublic:
     summary="The alarm's audit trail",
     responses={404: {"description": "No such alarm"}},
 )
-def alarm_events(services: ServicesDep, alarm_id: int) -> Page[AlarmEventPublic]:
+def alarm_events(services: ServicesDep, alarm_id: Id) -> Page[AlarmEventPublic]:
     tz = services.config.tz
     events = services.state.alarm_events(alarm_id)
     items = [
@@ -122,7 +122,7 @@ _ACTION: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/{alarm_id}/ack", response_model=AlarmPublic, summary="Acknowledge", responses=_ACTION)
-def acknowledge_one(services: ServicesDep, user: Operator, alarm_id: int, body: OperatorNote) -> AlarmPublic:
+def acknowledge_one(services: ServicesDep, user: Operator, alarm_id: Id, body: OperatorNote) -> AlarmPublic:
     [alarm] = services.alarms.acknowledge([alarm_id], user.name, services.clock.now(), body.note)
     return public_alarm(alarm, services.config.tz)
 
@@ -133,7 +133,7 @@ def acknowledge_one(services: ServicesDep, user: Operator, alarm_id: int, body: 
     summary="Shelve for a time, with a reason",
     responses={**_ACTION, 422: {"description": "Duration missing, malformed or over the maximum"}},
 )
-def shelve_alarm(services: ServicesDep, user: Operator, alarm_id: int, body: ShelveRequest) -> AlarmPublic:
+def shelve_alarm(services: ServicesDep, user: Operator, alarm_id: Id, body: ShelveRequest) -> AlarmPublic:
     limit = services.config.alarms.max_shelve
     try:
         duration = parse_duration(body.duration)
@@ -147,13 +147,13 @@ def shelve_alarm(services: ServicesDep, user: Operator, alarm_id: int, body: She
 
 
 @router.post("/{alarm_id}/unshelve", response_model=AlarmPublic, summary="Unshelve", responses=_ACTION)
-def unshelve_alarm(services: ServicesDep, user: Operator, alarm_id: int, body: OperatorNote) -> AlarmPublic:
+def unshelve_alarm(services: ServicesDep, user: Operator, alarm_id: Id, body: OperatorNote) -> AlarmPublic:
     alarm = services.alarms.unshelve(alarm_id, user.name, services.clock.now(), body.note)
     return public_alarm(alarm, services.config.tz)
 
 
 @router.post("/{alarm_id}/reset", response_model=AlarmPublic, summary="Reset a latched alarm", responses=_ACTION)
-def reset_alarm(services: ServicesDep, user: Operator, alarm_id: int, body: OperatorNote) -> AlarmPublic:
+def reset_alarm(services: ServicesDep, user: Operator, alarm_id: Id, body: OperatorNote) -> AlarmPublic:
     alarm = services.alarms.reset(alarm_id, user.name, services.clock.now(), body.note)
     return public_alarm(alarm, services.config.tz)
 
@@ -164,7 +164,7 @@ def reset_alarm(services: ServicesDep, user: Operator, alarm_id: int, body: Oper
     summary="Add a note to the audit trail",
     responses={404: {"description": "No such alarm"}},
 )
-def comment_alarm(services: ServicesDep, user: Operator, alarm_id: int, body: CommentRequest) -> AlarmPublic:
+def comment_alarm(services: ServicesDep, user: Operator, alarm_id: Id, body: CommentRequest) -> AlarmPublic:
     alarm = services.alarms.comment(alarm_id, user.name, services.clock.now(), body.text)
     return public_alarm(alarm, services.config.tz)
 

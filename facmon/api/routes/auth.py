@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from facmon.api.auth import SESSION_COOKIE, Admin, Authenticated, requires
 from facmon.api.deps import ServicesDep
 from facmon.api.problems import problem
+from facmon.api.routes.params import Id
 from facmon.api.schemas import Page, local_time
 from facmon.facility.accounts import AccountError, LockedOutError, Principal, SignInError
 from facmon.facility.durations import parse_duration
@@ -204,7 +205,7 @@ def add_token(services: ServicesDep, admin: Admin, body: NewToken) -> TokenCreat
 
 
 @router.delete("/tokens/{token_id}", status_code=204, summary="Revoke a machine token (admin)")
-def revoke_token(services: ServicesDep, admin: Admin, token_id: int) -> Response:
+def revoke_token(services: ServicesDep, admin: Admin, token_id: Id) -> Response:
     if not services.accounts.revoke(token_id, services.clock.now()):
         raise HTTPException(404, f"no token {token_id} that is not already revoked")
     log.info("token %s revoked by %s", token_id, admin.name)

@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException, Query
 from facmon.api.auth import Engineer
 from facmon.api.deps import Services, ServicesDep
 from facmon.api.routes.params import invalid
-from facmon.api.schemas import DevicePublic, DeviceStatus, OperatorNote, Page, ServiceRequest, from_epoch_ms
+from facmon.api.schemas import DevicePublic, DeviceStatus, Limit, OperatorNote, Page, ServiceRequest, from_epoch_ms
 from facmon.facility.durations import parse_duration
 from facmon.facility.model import Device, DeviceType
 
@@ -80,7 +80,15 @@ def _device(services: Services, device_id: str) -> Device:
 
 
 def _public_one(services: Services, device: Device) -> DevicePublic:
-    return _public(services, device, services.state.count_open_alarms_by_device().get(device.id, 0))
+    public = _public(services, device, services.state.count_open_alarms_by_device().get(device.id, 0))
+    limits = [
+        Limit(rule=rule.id, field=field, severity=level.severity, kind=level.test.kind, value=value)
+        for rule in services.alarms.rules.for_device(device.id)
+        for level in rule.levels
+        if level.test.kind in ("above", "below")
+        for field, value in level.test.limits.items()
+    ]
+    return public.model_copy(update={"limits": limits})
 
 
 def _public(services: Services, device: Device, active_alarms: int) -> DevicePublic:
@@ -102,4 +110,5 @@ def _public(services: Services, device: Device, active_alarms: int) -> DevicePub
         latest=dict(snapshot.latest) if snapshot else {},
         active_alarms=active_alarms,
         seq_gaps=services.seq_gaps(device.id),
+        nominal=dict(device.nominal),
     )

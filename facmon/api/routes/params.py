@@ -1,15 +1,23 @@
-"""Query parameters shared by the list endpoints."""
+"""Parameters shared by the endpoints: the list endpoints' paging, the ids in paths."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 from typing import Annotated, TypeVar
 
-from fastapi import Query
+from fastapi import Path, Query
 from fastapi.exceptions import RequestValidationError
 
+from facmon.api.schemas import MAX_ID
+
+# The state store takes an offset as a 64-bit integer (SQLite and PostgreSQL alike); a larger one overflows there.
+MAX_OFFSET = 2**63 - 1
+
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size")]
-Offset = Annotated[int, Query(ge=0, description="How many to skip")]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="How many to skip")]
+# An alarm's, work order's or token's id in a path: one out of the ids' range (schemas.MAX_ID) names nothing, and is
+# refused as invalid before it reaches the store, where it would overflow.
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 E = TypeVar("E", bound=StrEnum)
 

@@ -7,11 +7,11 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Query
 
 from facmon.alerts.errors import AcknowledgeError
-from facmon.alerts.work_order_lifecycle import resolution_time, response_time
+from facmon.alerts.work_order_lifecycle import allowed_transitions, resolution_time, response_time
 from facmon.alerts.work_orders import announce_work_order, open_work_order, transition_work_order
 from facmon.api.auth import Engineer, Operator
 from facmon.api.deps import ServicesDep
-from facmon.api.routes.params import Limit, Offset, enum_list, invalid
+from facmon.api.routes.params import Id, Limit, Offset, enum_list, invalid
 from facmon.api.schemas import (
     EscalationPublic,
     Page,
@@ -108,7 +108,7 @@ def create_work_order(services: ServicesDep, user: Engineer, body: WorkOrderCrea
 @router.get(
     "/{work_order_id}", response_model=WorkOrderDetail, summary="One work order with its history", responses=_ONE
 )
-def get_work_order(services: ServicesDep, work_order_id: int) -> WorkOrderDetail:
+def get_work_order(services: ServicesDep, work_order_id: Id) -> WorkOrderDetail:
     return detail(services, services.state.get_work_order(work_order_id))
 
 
@@ -123,7 +123,7 @@ def get_work_order(services: ServicesDep, work_order_id: int) -> WorkOrderDetail
         409: {"description": "The work order pages nobody, or its paging is over"},
     },
 )
-def acknowledge(services: ServicesDep, user: Operator, work_order_id: int) -> WorkOrderDetail:
+def acknowledge(services: ServicesDep, user: Operator, work_order_id: Id) -> WorkOrderDetail:
     order = services.state.get_work_order(work_order_id)
     if services.escalator is None:
         raise AcknowledgeError(f"work order {order.number} pages nobody: nothing to acknowledge")
@@ -145,7 +145,7 @@ def acknowledge(services: ServicesDep, user: Operator, work_order_id: int) -> Wo
         422: {"description": "A field missing or invalid, such as no assignee for `assigned`"},
     },
 )
-def transition(services: ServicesDep, user: Engineer, work_order_id: int, body: WorkOrderTransition) -> WorkOrderDetail:
+def transition(services: ServicesDep, user: Engineer, work_order_id: Id, body: WorkOrderTransition) -> WorkOrderDetail:
     order = transition_work_order(
         services.state,
         work_order_id,
@@ -206,6 +206,7 @@ def public_work_order(order: WorkOrder, tz: ZoneInfo) -> WorkOrderPublic:
         closed_at=local_time(order.closed_at, tz),
         response_minutes=_minutes(response_time(order)),
         resolution_minutes=_minutes(resolution_time(order)),
+        allowed=list(allowed_transitions(order.status)),
     )
 
 
