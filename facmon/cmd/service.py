@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import socket
@@ -221,7 +222,9 @@ class Service:
 def listen(host: str, port: int) -> socket.socket:
     """Bind the API's socket up front, so that a taken port is one clear error before anything starts."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) on accepted connections only when the
+    # listening socket says TCP. With Nagle on, each small response waited ~40 ms for the client's delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -232,8 +235,17 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def freeze_startup_objects() -> None:
+    """Move what is built at start (config, registry, compiled rules, the app) out of the collector's sight: it
+    lives as long as the process, and a full collection then takes a few milliseconds instead of ~60 in the
+    middle of a request."""
+    gc.collect()
+    gc.freeze()
+
+
 def serve_http(service: Service, sock: socket.socket) -> None:
     """Run the API until SIGINT or SIGTERM; returns after a graceful shutdown."""
+    freeze_startup_objects()
     server = uvicorn.Server(uvicorn.Config(service.app, log_level="warning", access_log=False, lifespan="off"))
     # uvicorn shuts down, then re-raises the signal it caught; stopping the rest is the caller's `finally`.
     with sigterm_as_interrupt(), suppress(KeyboardInterrupt):
