@@ -37,7 +37,7 @@ class DailySummary:
             {p: self._store.list_work_orders(statuses=OPEN_STATUSES, priorities=[p], limit=1).total for p in Priority}
         )
         breaches = sla_breaches(self._store, start, end)
-        breached = breaches.response + breaches.resolve
+        breached = breaches.response + breaches.resolve + breaches.acknowledge
         dead = self._store.notification_counts()[NotificationState.DEAD]
         day = start.date().isoformat()
         queued = 0

@@ -41,6 +41,7 @@ def authenticate(request: Request, services: ServicesDep) -> Principal:
     if principal is None:
         raise _unauthorized("the token is unknown, expired or revoked: sign in again")
     request.state.principal = principal
+    request.state.token = token.strip()  # for a long request (the event stream) to check again later
     return principal
 
 

@@ -36,17 +36,36 @@ def _user(args: argparse.Namespace, accounts: Accounts, store: StateStore, now: 
             state = "disabled" if user.disabled else ("locked" if user.locked_until and user.locked_until > now else "")
             print(f"{user.username:<24} {user.role:<9} {user.name} {state}".rstrip())
         return 0
+    if args.action == "role":
+        accounts.set_role(args.username, Role(args.role), now)
+        print(f"{args.username} is now {args.role}; their sessions have ended")
+        return 0
+    if args.action in ("disable", "enable"):
+        accounts.set_disabled(args.username, args.action == "disable", now)
+        print(f"{args.username} {args.action}d" + ("; their sessions have ended" if args.action == "disable" else ""))
+        return 0
     password = _password(args.password_stdin)
     if args.action == "add":
         user = accounts.add_user(args.username, password, Role(args.role), name=args.name, at=now)
         print(f"user {user.username} added ({user.role})")
     else:
-        accounts.set_password(args.username, password)
-        print(f"password of {args.username} set")
+        accounts.set_password(args.username, password, now)
+        print(f"password of {args.username} set; their sessions have ended")
     return 0
 
 
 def _token(args: argparse.Namespace, accounts: Accounts, store: StateStore, now: datetime) -> int:
+    if args.action == "list":
+        for row in store.list_tokens(kind=TokenKind.MACHINE):
+            if row.revoked_at is not None:
+                state = f"revoked {row.revoked_at:%Y-%m-%d}"
+            elif row.expires_at is not None and row.expires_at <= now:
+                state = "expired"
+            else:
+                state = f"until {row.expires_at:%Y-%m-%d}" if row.expires_at else "until revoked"
+            used = f"last used {row.last_used_at:%Y-%m-%d %H:%M}" if row.last_used_at else "never used"
+            print(f"{row.id:>4}  {row.name:<24} {row.role:<9} {state}, {used}")
+        return 0
     if args.action == "revoke":
         if not accounts.revoke(args.id, now):
             raise AccountError(f"no token {args.id} that is not already revoked")

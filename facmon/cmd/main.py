@@ -101,6 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     user_password.add_argument("--password-stdin", action="store_true")
     user_list = user_commands.add_parser("list", help="list the users")
     user_list.add_argument("--config", type=Path, required=True)
+    user_role = user_commands.add_parser("role", help="give a user another role (their sessions end)")
+    user_role.add_argument("--config", type=Path, required=True)
+    user_role.add_argument("username")
+    user_role.add_argument("role", choices=[r.value for r in Role])
+    for action, text in (("disable", "stop a user signing in (their sessions end)"), ("enable", "let them again")):
+        toggle = user_commands.add_parser(action, help=text)
+        toggle.add_argument("--config", type=Path, required=True)
+        toggle.add_argument("username")
 
     token = commands.add_parser("token", help="machine tokens for programs (Prometheus, Grafana, scripts)")
     token_commands = token.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -109,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     token_add.add_argument("name")
     token_add.add_argument("--role", choices=[r.value for r in Role], required=True)
     token_add.add_argument("--expires", metavar="DURATION", help="e.g. 365d (default: until revoked)")
+    token_list = token_commands.add_parser("list", help="list the machine tokens (never the tokens themselves)")
+    token_list.add_argument("--config", type=Path, required=True)
     token_revoke = token_commands.add_parser("revoke", help="revoke a token by its id")
     token_revoke.add_argument("--config", type=Path, required=True)
     token_revoke.add_argument("id", type=int)

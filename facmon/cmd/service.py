@@ -246,7 +246,11 @@ def freeze_startup_objects() -> None:
 def serve_http(service: Service, sock: socket.socket) -> None:
     """Run the API until SIGINT or SIGTERM; returns after a graceful shutdown."""
     freeze_startup_objects()
-    server = uvicorn.Server(uvicorn.Config(service.app, log_level="warning", access_log=False, lifespan="off"))
+    # Open event streams never end by themselves: after this long they are cut, so a stop is not held up.
+    config = uvicorn.Config(
+        service.app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5
+    )
+    server = uvicorn.Server(config)
     # uvicorn shuts down, then re-raises the signal it caught; stopping the rest is the caller's `finally`.
     with sigterm_as_interrupt(), suppress(KeyboardInterrupt):
         server.run(sockets=[sock])

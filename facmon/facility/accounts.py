@@ -88,13 +88,26 @@ class Accounts:
         with self._store.begin() as tx:
             return tx.insert_user(user)
 
-    def set_password(self, username: str, password: str) -> None:
+    def set_password(self, username: str, password: str, at: datetime) -> None:
+        """A new password; it ends the user's sessions and lifts a lockout."""
         check_password(password)
+        self._change(username, at, password_hash=self._hasher.hash(password), failed_logins=0, locked_until=None)
+
+    def set_role(self, username: str, role: Role, at: datetime) -> None:
+        """Another role; it ends the user's sessions, so the new role holds from the next sign-in."""
+        self._change(username, at, role=role)
+
+    def set_disabled(self, username: str, disabled: bool, at: datetime) -> None:
+        """A disabled user cannot sign in, and their sessions end now."""
+        self._change(username, at, disabled=disabled)
+
+    def _change(self, username: str, at: datetime, **changes: object) -> None:
         with self._store.begin() as tx:
             user = tx.get_user(username)
             if user is None:
                 raise AccountError(f"no user {username!r}")
-            tx.update_user(replace(user, password_hash=self._hasher.hash(password), failed_logins=0, locked_until=None))
+            tx.update_user(replace(user, **changes))  # type: ignore[arg-type]
+            tx.revoke_sessions(user.id, at)
 
     # -- sign-in
 

@@ -364,9 +364,9 @@ class WorkOrdersConfig(_Model):
         resolve = self.resolve_targets.get(priority)
         for override in self.sla:
             if override.category == category and override.priority in (None, priority):
-                acknowledge = override.acknowledge or acknowledge
-                respond = override.respond or respond
-                resolve = override.resolve or resolve
+                acknowledge = override.acknowledge if override.acknowledge is not None else acknowledge
+                respond = override.respond if override.respond is not None else respond
+                resolve = override.resolve if override.resolve is not None else resolve
         return SlaTargets(acknowledge, respond, resolve)
 
     @field_validator("response_targets", "resolve_targets")

@@ -1199,6 +1199,15 @@ class StateTransaction:
         )
         return bool(result.rowcount)
 
+    def revoke_sessions(self, user_id: int, at: datetime) -> int:
+        """End every session of a user; how many were still open."""
+        result = self.conn.execute(
+            update(api_tokens)
+            .where(api_tokens.c.user_id == user_id, api_tokens.c.kind == "session", api_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )
+        return int(result.rowcount)
+
     def touch_token(self, token_id: int, at: datetime) -> None:
         self.conn.execute(update(api_tokens).where(api_tokens.c.id == token_id).values(last_used_at=at))
 

@@ -83,9 +83,7 @@ def test_an_operator_cannot_move_a_work_order_an_engineer_can(service) -> None:
 
 def test_sign_in_gives_a_session_that_sign_out_ends(service) -> None:
     svc, clock, _admin = service
-    svc.accounts.add_user("li.na", PASSWORD, Role.OPERATOR, name="李娜", at=clock.now()) if svc.state.user(
-        "li.na"
-    ) is None else svc.accounts.set_password("li.na", PASSWORD)
+    svc.accounts.set_password("li.na", PASSWORD, clock.now())  # the fixture made li.na without one
     browser = TestClient(svc.app)
     assert browser.post("/api/v1/auth/login", json={"username": "li.na", "password": "wrong"}).status_code == 401
     response = browser.post("/api/v1/auth/login", json={"username": "li.na", "password": PASSWORD})
@@ -143,6 +141,30 @@ def test_machine_tokens_are_made_and_revoked_by_admins(service) -> None:
     assert admin.delete(f"/api/v1/tokens/{made.json()['id']}").status_code == 204
     assert scraper.get("/metrics").status_code == 401
     assert signed_in(svc, "op", Role.OPERATOR).get("/api/v1/users").status_code == 403
+
+
+def test_a_new_role_a_new_password_or_disabling_ends_the_user_s_sessions(service) -> None:
+    svc, clock, _admin = service
+    svc.accounts.add_user("wang", PASSWORD, Role.ENGINEER, at=clock.now())
+
+    def session() -> TestClient:
+        login = TestClient(svc.app).post("/api/v1/auth/login", json={"username": "wang", "password": PASSWORD})
+        assert login.status_code == 200, login.text
+        return TestClient(svc.app, headers={"Authorization": f"Bearer {login.json()['token']}"})
+
+    engineer = session()
+    svc.accounts.set_role("wang", Role.VIEWER, clock.now())
+    assert engineer.get("/api/v1/auth/me").status_code == 401  # signed out by the change
+    assert session().get("/api/v1/auth/me").json()["role"] == "viewer"
+    viewer = session()
+    svc.accounts.set_disabled("wang", True, clock.now())
+    assert viewer.get("/api/v1/devices").status_code == 401
+    refused = TestClient(svc.app).post("/api/v1/auth/login", json={"username": "wang", "password": PASSWORD})
+    assert refused.status_code == 401
+    svc.accounts.set_disabled("wang", False, clock.now())
+    again = session()
+    svc.accounts.set_password("wang", "another long password", clock.now())
+    assert again.get("/api/v1/devices").status_code == 401
 
 
 @pytest.mark.parametrize("secret", ["change-me", "CHANGEME", "secret", "${LINK_SECRET}", "your-secret-here"])

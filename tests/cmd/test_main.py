@@ -153,6 +153,19 @@ def test_user_add_list_and_token_add_revoke(tmp_path: Path) -> None:
     assert token.returncode == 0, token.stderr
     assert token.stdout.startswith("fmn_") and token.stdout.count("\n") == 1  # the token alone on stdout
     assert "it is shown only now" in token.stderr
+    listed_tokens = facmon("token", "list", "--config", str(config), env=env)
+    assert listed_tokens.stdout.split()[:4] == ["1", "grafana", "viewer", "until"]
+    assert "never used" in listed_tokens.stdout and "fmn_" not in listed_tokens.stdout
+    role = facmon("user", "role", "--config", str(config), "li.na", "engineer", env=env)
+    assert role.stdout == "li.na is now engineer; their sessions have ended\n"
+    disabled = facmon("user", "disable", "--config", str(config), "li.na", env=env)
+    assert disabled.returncode == 0
+    assert facmon("user", "list", "--config", str(config), env=env).stdout.split() == [
+        "li.na",
+        "engineer",
+        "李娜",
+        "disabled",
+    ]
     revoked = facmon("token", "revoke", "--config", str(config), "1", env=env)
     assert revoked.stdout == "token 1 revoked\n"
     assert facmon("token", "revoke", "--config", str(config), "1", env=env).returncode == 1

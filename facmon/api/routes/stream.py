@@ -30,6 +30,7 @@ router = APIRouter(prefix="/api/v1", tags=["stream"])
 
 POLL_S = 0.5
 HEARTBEAT_S = 15.0
+TOKEN_CHECK_S = 10.0
 REPLAY_MAX = 1000
 _CURSOR = re.compile(r"^(\d{1,18})-(\d{1,18})$")
 TYPES = ("alarm", "work_order", "reading")
@@ -61,7 +62,8 @@ async def stream(
     if cursor_text is not None:
         match = _CURSOR.match(cursor_text.strip())
         if match is None:
-            raise invalid("header", "last-event-id", "an event id of this stream looks like 120-37")
+            where = ("header", "last-event-id") if last_event_id else ("query", "after")
+            raise invalid(*where, "an event id of this stream looks like 120-37")
         cursor = (int(match.group(1)), int(match.group(2)))
     else:
         cursor = await run_in_threadpool(services.state.last_change_ids)
@@ -80,9 +82,16 @@ async def _events(
     sent_ms: dict[str, int] = {}  # per device: ts of the reading last sent
     next_reading_at: dict[str, float] = {}
     loop = asyncio.get_running_loop()
-    quiet_since = loop.time()
+    quiet_since = checked_at = loop.time()
+    token: str = request.state.token
     yield b"retry: 2000\n\n"
     while not await request.is_disconnected():
+        if loop.time() - checked_at >= TOKEN_CHECK_S:
+            # A stream outlives no sign-out, revocation or expiry by more than this: it ends, and the browser's
+            # reconnect meets the 401.
+            checked_at = loop.time()
+            if await run_in_threadpool(services.accounts.authenticate, token, services.clock.now()) is None:
+                return
         chunks: list[bytes] = []
         if "alarm" in wanted or "work_order" in wanted:
             alarm_after, work_order_after, changes = await run_in_threadpool(
