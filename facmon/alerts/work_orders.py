@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -178,8 +179,33 @@ class WorkOrderPolicy:
             if rule is not None and (change.new or not self._store.list_work_orders(alarm_id=alarm.id).total):
                 # Due from when someone could first know of it, not from when it was raised unseen.
                 self._open_for(alarm, device, rule, change.event.at)
+        elif kind == "severity_changed" and not alarm.suppressed:
+            rule = self.match(alarm, device)
+            if rule is not None:
+                self._raise_priority(alarm, device, rule, change.event.at)
         elif kind == "returned" or alarm.state is AlarmState.CLEARED:
             self._note_alarm_cleared(alarm, change.event.at)
+
+    def _raise_priority(self, alarm: Alarm, device: Device, rule: AutoOpen, at: datetime) -> None:
+        """An alarm that worsens makes its work order more urgent (never less): the priority its new severity
+        opens with, due no later than that priority's target from now, paged if it was not."""
+        page = self._store.list_work_orders(statuses=OPEN_STATUSES, alarm_id=alarm.id)
+        for found in page.items:
+            if rule.priority >= found.priority:  # "P1" < "P2": already as urgent
+                continue
+            with self._store.begin() as tx:
+                order = tx.get_work_order(found.id)
+                respond = self._config.targets(order.category, rule.priority).respond
+                due = at + respond if respond is not None else order.due_at
+                if order.due_at is not None and due is not None:
+                    due = min(due, order.due_at)
+                raised = replace(order, priority=rule.priority, due_at=due, updated_at=at)
+                tx.update_work_order(raised)
+                note = f"{order.priority} → {rule.priority}: alarm {alarm.id} is now {alarm.severity}"
+                tx.add_work_order_event(WorkOrderEvent(order.id, at, "priority_raised", order.status, "system", note))
+                if self._escalator is not None and tx.escalation_of(order.id) is None:
+                    self._escalator.start(tx, raised, at)
+            log.info("work order %s: %s", order.number, note)
 
     def match(self, alarm: Alarm, device: Device) -> AutoOpen | None:
         """The first auto-open entry that covers this alarm."""

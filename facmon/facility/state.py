@@ -1144,6 +1144,14 @@ class StateTransaction:
         new_id = self.conn.execute(insert(escalations).values(values).returning(escalations.c.id)).scalar_one()
         return replace(escalation, id=new_id)
 
+    def escalation_of(self, work_order_id: int) -> Escalation | None:
+        row = (
+            self.conn.execute(select(escalations).where(escalations.c.work_order_id == work_order_id))
+            .mappings()
+            .first()
+        )
+        return None if row is None else _from_row(Escalation, row)
+
     def get_escalation(self, escalation_id: int) -> Escalation:
         """Read an escalation and, on PostgreSQL, lock its row until the transaction ends."""
         query = select(escalations).where(escalations.c.id == escalation_id).with_for_update()

@@ -98,11 +98,11 @@ def test_elevator_entrapment_is_p2_for_the_lift_contractor(setup) -> None:
 def test_one_work_order_per_alarm_episode_and_clearing_only_annotates(setup) -> None:
     processor, store, _, _ = setup
     feed(processor, "pump-1", {"pressure_bar": 2.5}, 0)  # major → P2
-    feed(processor, "pump-1", {"pressure_bar": 1.0}, 1)  # same alarm, now critical: no second order
+    feed(processor, "pump-1", {"pressure_bar": 1.0}, 1)  # same alarm, now critical: no second order, a P1
     feed(processor, "pump-1", {"pressure_bar": 4.0}, 2)  # returns
     [order] = store.list_work_orders().items
     assert order.status is WorkOrderStatus.OPEN  # someone still has to verify on site
-    assert [e.kind for e in store.work_order_events(order.id)] == ["opened", "alarm_cleared"]
+    assert [e.kind for e in store.work_order_events(order.id)] == ["opened", "priority_raised", "alarm_cleared"]
 
 
 def test_the_same_fault_again_within_the_hour_joins_the_unresolved_work_order(setup) -> None:
@@ -210,3 +210,18 @@ def test_a_refused_move_changes_nothing(state_store: StateStore) -> None:
     assert len(state_store.work_order_events(order.id)) == 1
     with pytest.raises(NotFoundError):
         transition_work_order(state_store, 999, S.ASSIGNED, by="wang.li", at=NIGHT, assignee="x")
+
+
+def test_an_alarm_that_worsens_makes_its_work_order_more_urgent(setup) -> None:
+    processor, store, _english, _chinese = setup
+    feed(processor, "pump-1", {"pressure_bar": 2.7})  # below 3.0: major, a P2 due in 30 minutes
+    [order] = store.list_work_orders().items
+    assert (order.priority, order.due_at) == (Priority.P2, NIGHT + timedelta(minutes=30))
+    feed(processor, "pump-1", {"pressure_bar": 1.5}, minutes=2)  # below 1.6: the same alarm, now critical
+    [raised] = store.list_work_orders().items
+    assert raised.id == order.id and raised.priority == Priority.P1
+    assert raised.due_at == NIGHT + timedelta(minutes=7)  # P1's 5 minutes from when it worsened
+    [event] = [e for e in store.work_order_events(order.id) if e.kind == "priority_raised"]
+    assert event.note is not None and event.note.startswith("P2 → P1: alarm")
+    feed(processor, "pump-1", {"pressure_bar": 2.7}, minutes=4)  # better again: the priority stays
+    assert store.get_work_order(order.id).priority == Priority.P1

@@ -35,7 +35,10 @@ def test_pressure_drop_raises_alarm_and_opens_work_order(live: Live) -> None:
         lambda: api.get("/api/v1/work-orders?status=open&source=alarm").json()["items"], what="a work order"
     )
     [order] = orders
-    assert order["alarm_id"] == raised["id"] and order["priority"] == "P2"  # opened at major, 2.8 bar
+    # Opened at major (2.8 bar) as P2, made P1 when the alarm turned critical.
+    assert order["alarm_id"] == raised["id"] and order["priority"] == "P1"
+    history = api.get(f"/api/v1/work-orders/{order['id']}").json()["history"]
+    assert "priority_raised" in [e["kind"] for e in history]
     assert order["number"].startswith("WO-") and order["category"] == "water"
 
     [reject] = api.get("/api/v1/ingest/rejects").json()["items"]
