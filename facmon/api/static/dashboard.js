@@ -193,6 +193,7 @@ function startStream() {
     if (!device) return;
     device.latest = { ...device.latest, ...reading.latest };
     device.latest_at = reading.ts;
+    if (device.status === "stale" || device.status === "offline") device.status = "online";  // it just spoke
     if (state.view === "overview") renderTile(device);
     if (state.view === "device" && state.device?.id === device.id) renderLatest(device);
   });
