@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from facmon.facility.durations import format_duration
 from facmon.facility.model import (
     AlarmState,
     Category,
@@ -30,6 +31,43 @@ Value = float | int | bool | str | None
 MAX_ID = 2**31 - 1
 RowId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
+# The times the API takes and shows: a day inside datetime's range, so that no time zone's offset takes one out.
+EARLIEST = datetime.min.replace(tzinfo=UTC) + timedelta(days=1)
+LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=1)
+
+
+def later_by(at: datetime, span: timedelta) -> datetime:
+    """`at` plus `span`; ValueError, worded for the caller, when that is after the latest time there is."""
+    if span > LATEST - at:
+        raise ValueError(f"{format_duration(span)} from now is after the year 9999")
+    return at + span
+
+
+def storable_text(value: str) -> str:
+    """`value`, or ValueError if it holds the NUL character, which PostgreSQL cannot keep nor compare as text.
+    (Lone surrogates, which UTF-8 cannot encode, pydantic refuses in any `str`.)"""
+    if "\x00" in value:
+        raise ValueError("text cannot contain the NUL character (\\u0000)")
+    return value
+
+
+def _storable(value: object) -> None:
+    if isinstance(value, str):
+        storable_text(value)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _storable(item)
+
+
+class RequestBody(BaseModel):
+    """A request's JSON body: the text of each of its fields goes to the state store, so it must be storable."""
+
+    @field_validator("*")
+    @classmethod
+    def _storable_text(cls, value: object) -> object:
+        _storable(value)
+        return value
+
 
 class Page(BaseModel, Generic[T]):
     items: list[T]
@@ -43,7 +81,7 @@ class DeviceStatus(StrEnum):
     OUT_OF_SERVICE = "out_of_service"
 
 
-class ServiceRequest(BaseModel):
+class ServiceRequest(RequestBody):
     """Take a device out of service for maintenance, for a time if known."""
 
     reason: str = Field(min_length=3, max_length=2000)
@@ -137,7 +175,7 @@ class AlarmEventPublic(BaseModel):
     note: str | None
 
 
-class OperatorNote(BaseModel):
+class OperatorNote(RequestBody):
     """Why; who acts is the signed-in user (or token), recorded with the action."""
 
     note: str | None = Field(None, max_length=2000)
@@ -147,12 +185,12 @@ class AcknowledgeMany(OperatorNote):
     ids: list[RowId] = Field(min_length=1, max_length=1000)
 
 
-class ShelveRequest(BaseModel):
+class ShelveRequest(RequestBody):
     duration: str = Field(description="How long, at most the configured alarms.max_shelve", examples=["2h"])
     reason: str = Field(min_length=3, max_length=2000)
 
 
-class CommentRequest(BaseModel):
+class CommentRequest(RequestBody):
     text: str = Field(min_length=1, max_length=2000)
 
 
@@ -206,7 +244,7 @@ class WorkOrderDetail(WorkOrderPublic):
     paging: EscalationPublic | None = Field(None, description="Its paging of the on-call; `null` if it pages nobody")
 
 
-class WorkOrderCreate(BaseModel):
+class WorkOrderCreate(RequestBody):
     """A work order opened by hand. Unknown fields are refused, so that a misspelt one is not silently lost."""
 
     model_config = ConfigDict(
@@ -241,7 +279,7 @@ class WorkOrderCreate(BaseModel):
     team: str | None = Field(None, max_length=64)
 
 
-class WorkOrderTransition(BaseModel):
+class WorkOrderTransition(RequestBody):
     """Move a work order to another status. Unknown fields are refused."""
 
     model_config = ConfigDict(

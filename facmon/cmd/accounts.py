@@ -75,7 +75,7 @@ def _token(args: argparse.Namespace, accounts: Accounts, store: StateStore, now:
     if args.expires is not None:
         try:
             expires = now + parse_duration(args.expires)
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:
             raise AccountError(f"--expires: {exc}") from None
     token, token_id = accounts.add_token(args.name, Role(args.role), at=now, expires_at=expires)
     known = [t for t in store.list_tokens(kind=TokenKind.MACHINE) if t.id == token_id]

@@ -149,8 +149,9 @@ class Accounts:
             return token, tx.insert_token(row).id
 
     def revoke(self, token_id: int, at: datetime) -> bool:
+        """Revoke a machine token. Sessions end by signing out, or by changing their user."""
         with self._store.begin() as tx:
-            return tx.revoke_token(token_id, at)
+            return tx.revoke_token(token_id, at, kind=TokenKind.MACHINE)
 
     def authenticate(self, token: str, at: datetime) -> Principal | None:
         """Who the bearer of `token` is, or None for an unknown, expired or revoked token or a disabled user."""

@@ -18,7 +18,7 @@ def parse_duration(value: object) -> timedelta:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError("a duration cannot be negative")
-        return timedelta(seconds=value)
+        return _seconds(value, value)
     if not isinstance(value, str):
         raise ValueError("expected a duration such as 30s, 5m, 2h or 1d")
     text = value.strip().replace(" ", "")
@@ -30,7 +30,15 @@ def parse_duration(value: object) -> timedelta:
         pos = match.end()
     if pos == 0 or pos != len(text):
         raise ValueError(f"{value!r} is not a duration such as 30s, 5m, 2h or 1d")
-    return timedelta(seconds=seconds)
+    return _seconds(seconds, value)
+
+
+def _seconds(seconds: float, value: object) -> timedelta:
+    """A timedelta holds at most 999999999 days: a longer duration is as invalid as a malformed one."""
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"{value!r} is out of range: a duration is at most {timedelta.max.days} days") from None
 
 
 def format_duration(value: timedelta) -> str:

@@ -1199,13 +1199,12 @@ class StateTransaction:
         new_id = self.conn.execute(insert(api_tokens).values(values).returning(api_tokens.c.id)).scalar_one()
         return replace(token, id=new_id)
 
-    def revoke_token(self, token_id: int, at: datetime) -> bool:
-        result = self.conn.execute(
-            update(api_tokens)
-            .where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
-            .values(revoked_at=at)
-        )
-        return bool(result.rowcount)
+    def revoke_token(self, token_id: int, at: datetime, *, kind: str | None = None) -> bool:
+        """Revoke a token (of `kind` only, when given); False if there is no such token still valid."""
+        query = update(api_tokens).where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
+        if kind is not None:
+            query = query.where(api_tokens.c.kind == kind)
+        return bool(self.conn.execute(query.values(revoked_at=at)).rowcount)
 
     def revoke_sessions(self, user_id: int, at: datetime) -> int:
         """End every session of a user; how many were still open."""

@@ -140,6 +140,10 @@ def test_machine_tokens_are_made_and_revoked_by_admins(service) -> None:
     assert scraper.post("/api/v1/tokens", json={"name": "more", "role": "admin"}).status_code == 403
     assert admin.delete(f"/api/v1/tokens/{made.json()['id']}").status_code == 204
     assert scraper.get("/metrics").status_code == 401
+    # Sessions are not revoked by id: they end by signing out, or by changing their user.
+    session = next(t for t in svc.state.list_tokens(kind="session") if t.name == "li.na")
+    assert admin.delete(f"/api/v1/tokens/{session.id}").status_code == 404
+    assert admin.get("/api/v1/auth/me").status_code == 200
     assert signed_in(svc, "op", Role.OPERATOR).get("/api/v1/users").status_code == 403
 
 
@@ -177,3 +181,17 @@ def test_placeholder_secrets_are_found(secret: str) -> None:
     )
     assert placeholder_secrets(parse_config(text, env={})) == ["mqtt.password"]
     assert placeholder_secrets(parse_config(text.replace(secret, "k8Jq2-xP0v-Lm3r"), env={})) == []
+
+
+def test_bad_token_ids_expiries_and_usernames_are_422_not_server_errors(service) -> None:
+    # A token id over 64 bits overflowed SQLite (over 32, PostgreSQL's INTEGER); an expiry beyond 999999999 days
+    # overflowed a timedelta, and one past the year 9999 a datetime; a NUL in a username failed in PostgreSQL.
+    svc, _clock, admin = service
+    assert admin.delete(f"/api/v1/tokens/{2**63}").status_code == 422
+    assert admin.delete(f"/api/v1/tokens/{2**31}").status_code == 422
+    for expires_in, says in [("1000000000d", "is out of range"), ("3000000d", "after the year 9999")]:
+        made = admin.post("/api/v1/tokens", json={"name": "grafana", "role": "viewer", "expires_in": expires_in})
+        assert made.status_code == 422 and says in made.json()["detail"]
+    assert admin.get("/api/v1/tokens").json()["total"] == 0
+    sign_in = TestClient(svc.app).post("/api/v1/auth/login", json={"username": "li.na\x00", "password": PASSWORD})
+    assert sign_in.status_code == 422 and sign_in.json()["errors"][0]["loc"] == "body.username"

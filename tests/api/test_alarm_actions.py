@@ -248,3 +248,54 @@ def test_a_rule_that_no_longer_selects_a_device_retires_its_alarm_there(setup) -
         if a["rule"] == "pump-pressure-low"
     }
     assert states == {"pump-1": "cleared", "pump-2": "active_unacked"}
+
+
+def _invalid(response) -> str:
+    """The one invalid field of a 422 problem (not a 500), where it was."""
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    (error,) = response.json()["errors"]
+    return str(error["loc"])
+
+
+def test_an_alarm_id_out_of_range_is_a_422_not_a_server_error(setup) -> None:
+    # The fuzz pass found these 500s: an id over 32 bits overflows PostgreSQL's INTEGER, over 64 bits SQLite's.
+    _, _, api, _ = setup
+    for alarm_id in (0, 2**31, 2**63, -(2**63) - 1):
+        for method, action, body in [("GET", "", None), ("GET", "/events", None), ("POST", "/comment", {"text": "x"})]:
+            response = api.request(method, f"/api/v1/alarms/{alarm_id}{action}", json=body)
+            assert _invalid(response) == "path.alarm_id"
+    assert _invalid(api.post("/api/v1/alarms/ack", json={"ids": [1, 2**63]})) == "body.ids.1"
+    assert api.get("/api/v1/alarms/2147483647").status_code == 404  # the largest id there can be
+
+
+def test_text_with_a_nul_character_is_a_422_not_a_server_error(setup) -> None:
+    # PostgreSQL cannot keep nor compare text with NUL: a filter or a note with one failed there with a 500.
+    service, clock, api, _ = setup
+    feed(service, clock, "smoke", "smoke-A-03", {"state": "normal", "battery_pct": 10})
+    alarm = alarm_of(api, "smoke-battery-low")
+    assert _invalid(api.get("/api/v1/alarms", params={"device": "smoke-A-03\x00"})) == "query.device"
+    assert _invalid(api.get("/api/v1/alarms", params={"site": "\x00"})) == "query.site"
+    assert _invalid(api.post(f"/api/v1/alarms/{alarm['id']}/comment", json={"text": "a\x00b"})) == "body.text"
+    assert _invalid(api.post(f"/api/v1/alarms/{alarm['id']}/ack", json={"note": "\x00"})) == "body.note"
+    assert api.post(f"/api/v1/alarms/{alarm['id']}/comment", json={"text": "电池已订购 ✓"}).status_code == 200
+
+
+def test_a_duration_too_long_for_a_timedelta_or_the_calendar_is_a_422_not_a_server_error(setup) -> None:
+    # More than 999999999 days overflowed a timedelta, and a time past the year 9999 a datetime: both were 500s.
+    service, clock, api, _ = setup
+    feed(service, clock, "smoke", "smoke-A-04", {"state": "normal", "battery_pct": 10})
+    alarm = alarm_of(api, "smoke-battery-low")
+    shelve = api.post(f"/api/v1/alarms/{alarm['id']}/shelve", json={"duration": "1000000000d", "reason": "x y z"})
+    assert _invalid(shelve) == "body.duration"
+    assert "'1000000000d' is out of range" in shelve.json()["detail"]
+    for duration, says in [
+        ("1000000000d", "is out of range"),
+        ("3000000d", "3000000d from now is after the year 9999"),
+    ]:
+        response = api.post("/api/v1/devices/pump-2/out-of-service", json={"reason": "x y z", "duration": duration})
+        assert _invalid(response) == "body.duration"
+        assert says in response.json()["detail"]
+    assert api.get("/api/v1/devices/pump-2").json()["status"] != "out_of_service"
+    body = {"reason": "replaced for good", "duration": "2000000d"}  # the year 7502: far, but a time there is
+    assert api.post("/api/v1/devices/pump-2/out-of-service", json=body).json()["status"] == "out_of_service"

@@ -143,3 +143,12 @@ def test_the_endpoint_is_documented_in_openapi(service) -> None:
     operation = api.get("/openapi.json").json()["paths"]["/api/v1/alarms/kpis"]["get"]
     assert operation["summary"].startswith("Alarm-system health")
     assert {p["name"]: bool(p.get("description")) for p in operation["parameters"]} == {"site": True, "window": True}
+
+
+def test_a_window_too_long_for_a_timedelta_or_a_site_with_nul_is_a_422_not_a_server_error(service) -> None:
+    # More than 999999999 days overflowed a timedelta, and PostgreSQL cannot compare text with NUL: both were 500s.
+    _, _, api = service
+    for params, loc in [({"window": "1000000000d"}, "query.window"), ({"site": "riverside\x00"}, "query.site")]:
+        response = api.get("/api/v1/alarms/kpis", params=params)
+        assert response.status_code == 422, response.text
+        assert response.json()["errors"][0]["loc"] == loc

@@ -209,3 +209,27 @@ def test_a_telemetry_store_that_cannot_be_read_is_503(pump) -> None:
     body = response.json()
     assert body["title"] == "Telemetry store unavailable"
     assert "no such table: pump" in body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("params", "loc", "says"),
+    [
+        ({"every": "1000000000d"}, "query.every", "'1000000000d' is out of range"),
+        ({"start": "0001-01-01T00:00:00+04:00"}, "query.start", "is out of range"),  # the year 0 in UTC
+        ({"stop": "9999-12-31T23:59:59Z"}, "query.stop", "is out of range"),  # the year 10000 in Shanghai
+    ],
+)
+def test_times_and_durations_beyond_the_calendar_are_422_not_server_errors(service, params, loc, says) -> None:
+    # They overflowed a timedelta, or a datetime when the answer's times were put in the facility's time zone.
+    _, _, api = service
+    got_loc, msg = _error(api.get(URL, params={"field": "pressure_bar", **params}))
+    assert got_loc == loc
+    assert says in msg
+
+
+def test_the_earliest_and_latest_times_there_are_are_answered(service) -> None:
+    _, _, api = service
+    params = {"field": "pressure_bar", "start": "0001-01-02T00:00:00Z", "stop": "9999-12-30T00:00:00Z"}
+    body = api.get(URL, params=params).json()
+    assert (body["stop"], body["total"]) == ("9999-12-30T08:00:00+08:00", 0)
+    assert body["start"].startswith("0001-01-02T08:05")  # Shanghai's local mean time, before time zones

@@ -168,3 +168,26 @@ def test_openapi_documents_the_bodies_with_examples(service) -> None:
     assert schemas["WorkOrderCreate"]["examples"][0]["device_id"] == "lift-B1"
     assert {e["to"] for e in schemas["WorkOrderTransition"]["examples"]} >= {"assigned", "resolved", "cancelled"}
     assert "history" in schemas["WorkOrderDetail"]["properties"]
+
+
+def test_ids_out_of_range_and_text_with_nul_are_422_not_server_errors(service) -> None:
+    # The fuzz pass found these 500s: an id over 32 bits (PostgreSQL's INTEGER) or 64 (SQLite's) overflowed the
+    # store, and PostgreSQL cannot keep nor compare text with a NUL character.
+    _, _, api = service
+    for work_order_id in (2**31, 2**63):
+        for response in (
+            api.get(f"/api/v1/work-orders/{work_order_id}"),
+            api.post(f"/api/v1/work-orders/{work_order_id}/ack", json={}),
+            api.post(f"/api/v1/work-orders/{work_order_id}/transition", json={"to": "in_progress"}),
+        ):
+            assert response.status_code == 422, response.text
+            assert response.json()["errors"][0]["loc"] == "path.work_order_id"
+    assert api.get("/api/v1/work-orders", params={"offset": 2**63}).json()["errors"][0]["loc"] == "query.offset"
+    assert api.get("/api/v1/work-orders", params={"assignee": "\x00"}).json()["errors"][0]["loc"] == "query.assignee"
+    refused = api.post("/api/v1/work-orders", json={**LIFT, "title": "Door of lift B1\x00"})
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0] == {
+        "loc": "body.title",
+        "msg": "Value error, text cannot contain the NUL character (\\u0000)",
+    }
+    assert api.get("/api/v1/work-orders").json()["total"] == 0

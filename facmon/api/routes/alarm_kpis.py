@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from facmon.api.deps import ServicesDep
-from facmon.api.routes.params import invalid
+from facmon.api.routes.params import TextFilter, invalid
 from facmon.api.schemas import local_time
 from facmon.facility.durations import format_duration, parse_duration
 from facmon.facility.model import Severity
@@ -98,7 +98,7 @@ class AlarmKpisPublic(BaseModel):
 )
 def alarm_kpis(
     services: ServicesDep,
-    site: Annotated[str | None, Query(description="Only this site; all sites when absent")] = None,
+    site: Annotated[TextFilter, Query(description="Only this site; all sites when absent")] = None,
     window: Annotated[
         str, Query(description="How far back from now, as a duration such as 30m, 8h or 7d; at most 31d")
     ] = "24h",

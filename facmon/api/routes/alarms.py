@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from facmon.api.auth import Operator
 from facmon.api.deps import ServicesDep
-from facmon.api.routes.params import Id, Limit, Offset, enum_list, invalid
+from facmon.api.routes.params import Id, Limit, Offset, TextFilter, enum_list, invalid
 from facmon.api.schemas import (
     AcknowledgeMany,
     AlarmEventPublic,
@@ -46,8 +46,8 @@ def list_alarms(
         ),
     ] = AlarmFilter.ACTIVE,
     severity: Annotated[list[str] | None, Query(description="One or more, comma-separated")] = None,
-    site: str | None = None,
-    device: str | None = None,
+    site: TextFilter = None,
+    device: TextFilter = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Page[AlarmPublic]:

@@ -14,7 +14,7 @@ from facmon.api.auth import SESSION_COOKIE, Admin, Authenticated, requires
 from facmon.api.deps import ServicesDep
 from facmon.api.problems import problem
 from facmon.api.routes.params import Id
-from facmon.api.schemas import Page, local_time
+from facmon.api.schemas import Page, RequestBody, later_by, local_time
 from facmon.facility.accounts import AccountError, LockedOutError, Principal, SignInError
 from facmon.facility.durations import parse_duration
 from facmon.facility.model import ApiToken, Role, TokenKind
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["access"])
 
 
-class SignIn(BaseModel):
+class SignIn(RequestBody):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"username": "li.na", "password": "…"}]})
 
     username: str = Field(min_length=1, max_length=64)
@@ -52,7 +52,7 @@ class UserPublic(BaseModel):
     locked_until: datetime | None
 
 
-class NewUser(BaseModel):
+class NewUser(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     username: str = Field(min_length=1, max_length=64)
@@ -71,7 +71,7 @@ class TokenPublic(BaseModel):
     revoked_at: datetime | None
 
 
-class NewToken(BaseModel):
+class NewToken(RequestBody):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"name": "grafana", "role": "viewer", "expires_in": "365d"}]}
     )
@@ -192,7 +192,7 @@ def add_token(services: ServicesDep, admin: Admin, body: NewToken) -> TokenCreat
     expires = None
     if body.expires_in is not None:
         try:
-            expires = now + parse_duration(body.expires_in)
+            expires = later_by(now, parse_duration(body.expires_in))
         except ValueError as exc:
             raise HTTPException(422, f"expires_in: {exc}") from None
     try:
@@ -207,7 +207,7 @@ def add_token(services: ServicesDep, admin: Admin, body: NewToken) -> TokenCreat
 @router.delete("/tokens/{token_id}", status_code=204, summary="Revoke a machine token (admin)")
 def revoke_token(services: ServicesDep, admin: Admin, token_id: Id) -> Response:
     if not services.accounts.revoke(token_id, services.clock.now()):
-        raise HTTPException(404, f"no token {token_id} that is not already revoked")
+        raise HTTPException(404, f"no machine token {token_id} that is not already revoked")
     log.info("token %s revoked by %s", token_id, admin.name)
     return Response(status_code=204)
 

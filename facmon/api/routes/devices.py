@@ -7,7 +7,16 @@ from fastapi import APIRouter, HTTPException, Query
 from facmon.api.auth import Engineer
 from facmon.api.deps import Services, ServicesDep
 from facmon.api.routes.params import invalid
-from facmon.api.schemas import DevicePublic, DeviceStatus, Limit, OperatorNote, Page, ServiceRequest, from_epoch_ms
+from facmon.api.schemas import (
+    DevicePublic,
+    DeviceStatus,
+    Limit,
+    OperatorNote,
+    Page,
+    ServiceRequest,
+    from_epoch_ms,
+    later_by,
+)
 from facmon.facility.durations import parse_duration
 from facmon.facility.model import Device, DeviceType
 
@@ -53,7 +62,7 @@ def take_out_of_service(services: ServicesDep, user: Engineer, device_id: str, b
     until = None
     if body.duration is not None:
         try:
-            until = now + parse_duration(body.duration)
+            until = later_by(now, parse_duration(body.duration))
         except ValueError as exc:
             raise invalid("body", "duration", str(exc)) from None
     services.alarms.take_out_of_service(device.id, user.name, now, body.reason, until)

@@ -1,4 +1,4 @@
-"""Parameters shared by the endpoints: the list endpoints' paging, the ids in paths."""
+"""Parameters shared by the endpoints: the list endpoints' paging and filters, the ids in paths."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from typing import Annotated, TypeVar
 
 from fastapi import Path, Query
 from fastapi.exceptions import RequestValidationError
+from pydantic import AfterValidator
 
-from facmon.api.schemas import MAX_ID
+from facmon.api.schemas import MAX_ID, storable_text
 
 # The state store takes an offset as a 64-bit integer (SQLite and PostgreSQL alike); a larger one overflows there.
 MAX_OFFSET = 2**63 - 1
@@ -18,6 +19,15 @@ Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="How many to skip
 # An alarm's, work order's or token's id in a path: one out of the ids' range (schemas.MAX_ID) names nothing, and is
 # refused as invalid before it reaches the store, where it would overflow.
 Id = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+def _storable_text(value: str | None) -> str | None:
+    return None if value is None else storable_text(value)
+
+
+# A filter on text the state store holds, such as `?site=`: it is compared there, so it must be text the store can
+# take (schemas.storable_text).
+TextFilter = Annotated[str | None, AfterValidator(_storable_text)]
 
 E = TypeVar("E", bound=StrEnum)
 

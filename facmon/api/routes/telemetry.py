@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from facmon.api.deps import Services, ServicesDep
 from facmon.api.routes.params import invalid
-from facmon.api.schemas import TelemetryHistory, TelemetryPoint, from_epoch_ms
+from facmon.api.schemas import EARLIEST, LATEST, TelemetryHistory, TelemetryPoint, from_epoch_ms
 from facmon.facility.durations import format_duration, parse_duration
 from facmon.facility.telemetry import Kind
 from facmon.ingest.storage import Aggregate, Point, check_query, field_kind
@@ -133,6 +133,8 @@ def _time_ms(name: str, value: str, now: datetime) -> int:
         raise invalid("query", name, f"{value!r} is not a time: {exc}") from None
     except OverflowError:
         raise invalid("query", name, f"{value!r} is out of range") from None
+    if not EARLIEST <= at <= LATEST:  # shown in the facility's time zone, it would not be a time there is
+        raise invalid("query", name, f"{value!r} is out of range")
     return (at - EPOCH) // MS
 
 

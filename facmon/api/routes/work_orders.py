@@ -11,7 +11,7 @@ from facmon.alerts.work_order_lifecycle import allowed_transitions, resolution_t
 from facmon.alerts.work_orders import announce_work_order, open_work_order, transition_work_order
 from facmon.api.auth import Engineer, Operator
 from facmon.api.deps import ServicesDep
-from facmon.api.routes.params import Id, Limit, Offset, enum_list, invalid
+from facmon.api.routes.params import Id, Limit, Offset, TextFilter, enum_list, invalid
 from facmon.api.schemas import (
     EscalationPublic,
     Page,
@@ -47,8 +47,8 @@ def list_work_orders(
     source: Annotated[
         list[str] | None, Query(description="`alarm`, `manual`, `preventive`; several comma-separated")
     ] = None,
-    device: str | None = None,
-    assignee: str | None = None,
+    device: TextFilter = None,
+    assignee: TextFilter = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Page[WorkOrderPublic]:
