@@ -117,3 +117,18 @@ def test_changes_and_readings_arrive_live_and_a_reconnect_resumes(service) -> No
 
         bad = httpx.get(f"{base}/api/v1/stream", headers={"Authorization": f"Bearer {token}", "Last-Event-ID": "x"})
         assert bad.status_code == 422
+
+
+def test_a_missing_id_holds_back_what_follows_a_moment_then_is_given_up() -> None:
+    from facmon.api.routes.stream import Gaps
+
+    gaps = Gaps(wait_s=2.0)
+    assert gaps.ready("alarm", 10, [11, 12, 13], now=0.0) == 3  # no gap
+    # 15 committed before 14: wait for 14 rather than skip it for good.
+    assert gaps.ready("alarm", 13, [15, 16], now=1.0) == 0
+    assert gaps.ready("alarm", 13, [15, 16], now=2.5) == 0
+    assert gaps.ready("alarm", 13, [14, 15, 16], now=2.9) == 3  # it came
+    # A rolled-back id never comes: after the wait, what follows it goes out.
+    assert gaps.ready("work_order", 3, [5], now=10.0) == 0
+    assert gaps.ready("work_order", 3, [5], now=12.0) == 1
+    assert gaps.ready("alarm", 20, [21, 23], now=20.0) == 1  # up to the gap

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -31,6 +32,9 @@ router = APIRouter(prefix="/api/v1", tags=["stream"])
 POLL_S = 0.5
 HEARTBEAT_S = 15.0
 TOKEN_CHECK_S = 10.0
+# How long a missing id holds back the events after it: on PostgreSQL, concurrent writers can commit a later id
+# first; the earlier one shows up a moment after (or never, when its transaction rolled back).
+GAP_WAIT_S = 2.0
 REPLAY_MAX = 1000
 _CURSOR = re.compile(r"^(\d{1,18})-(\d{1,18})$")
 TYPES = ("alarm", "work_order", "reading")
@@ -79,6 +83,7 @@ async def _events(
     request: Request, services: Services, wanted: set[str], cursor: tuple[int, int], reading_every: float
 ) -> AsyncIterator[bytes]:
     alarm_after, work_order_after = cursor
+    gaps = Gaps()
     sent_ms: dict[str, int] = {}  # per device: ts of the reading last sent
     next_reading_at: dict[str, float] = {}
     loop = asyncio.get_running_loop()
@@ -95,7 +100,7 @@ async def _events(
         chunks: list[bytes] = []
         if "alarm" in wanted or "work_order" in wanted:
             alarm_after, work_order_after, changes = await run_in_threadpool(
-                _changes, services, wanted, alarm_after, work_order_after
+                _changes, services, wanted, alarm_after, work_order_after, gaps
             )
             chunks += changes
         if "reading" in wanted:
@@ -109,15 +114,38 @@ async def _events(
         await asyncio.sleep(POLL_S)
 
 
+class Gaps:
+    """Ids missing from a stream's sequence, and since when: events after a missing id wait for it a moment."""
+
+    def __init__(self, wait_s: float = GAP_WAIT_S) -> None:
+        self._wait_s = wait_s
+        self._seen: dict[tuple[str, int], float] = {}
+
+    def ready(self, kind: str, after: int, ids: list[int], now: float) -> int:
+        """How many of `ids` (ascending, all above `after`) can be sent now, in order."""
+        expected = after + 1
+        for count, found in enumerate(ids):
+            if found != expected:
+                first_seen = self._seen.setdefault((kind, expected), now)
+                if now - first_seen < self._wait_s:
+                    return count  # hold back until the missing one comes, or its wait is over
+                self._seen.pop((kind, expected), None)
+            expected = found + 1
+        return len(ids)
+
+
 def _changes(
-    services: Services, wanted: set[str], alarm_after: int, work_order_after: int
+    services: Services, wanted: set[str], alarm_after: int, work_order_after: int, gaps: Gaps
 ) -> tuple[int, int, list[bytes]]:
     """The changes after the cursors, alarms first; each event's id is the cursor just after it, so a client that
     resumes from any event gets exactly what came after it."""
     tz = services.config.tz
     chunks: list[bytes] = []
+    now = time.monotonic()
     if "alarm" in wanted:
-        for event, alarm in services.state.alarm_changes_after(alarm_after, REPLAY_MAX):
+        changes = services.state.alarm_changes_after(alarm_after, REPLAY_MAX)
+        changes = changes[: gaps.ready("alarm", alarm_after, [e.id or 0 for e, _ in changes], now)]
+        for event, alarm in changes:
             alarm_after = event.id or alarm_after
             data = {
                 "kind": event.kind,
@@ -128,7 +156,9 @@ def _changes(
             }
             chunks.append(_sse("alarm", data, f"{alarm_after}-{work_order_after}"))
     if "work_order" in wanted:
-        for line, order in services.state.work_order_changes_after(work_order_after, REPLAY_MAX):
+        lines = services.state.work_order_changes_after(work_order_after, REPLAY_MAX)
+        lines = lines[: gaps.ready("work_order", work_order_after, [e.id or 0 for e, _ in lines], now)]
+        for line, order in lines:
             work_order_after = line.id or work_order_after
             data = {
                 "event": public_event(line, tz).model_dump(mode="json"),
