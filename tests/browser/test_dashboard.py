@@ -77,6 +77,7 @@ def test_sign_in_see_an_alarm_live_acknowledge_it_and_switch_language(running, b
     page.click("#signin-form button[type=submit]")
     expect(page.locator("#who")).to_have_text("李娜 Li Na (operator)")
     expect(page.locator("#live")).to_have_class("live on")  # the event stream is open
+    expect(page.locator("#mute")).to_have_text("Mute")  # the sign-in click allowed sound
     expect(page.locator(".tile")).to_have_count(len(service.registry))
     expect(page.locator('.tile[data-device="pump-1"]')).to_contain_text("4.10 bar")
     page.screenshot(path=ARTIFACTS / "02-overview.png")
@@ -101,6 +102,7 @@ def test_sign_in_see_an_alarm_live_acknowledge_it_and_switch_language(running, b
 
     page.click("#lang")
     expect(page.locator('#tabs button[data-view="alarms"]')).to_have_text("报警")
+    expect(page.locator("#mute")).to_have_text("静音")
     expect(acked).to_contain_text("已确认")
     expect(acked.locator(".sev")).to_have_text("紧急")
     page.screenshot(path=ARTIFACTS / "05-chinese.png")

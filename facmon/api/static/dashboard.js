@@ -26,6 +26,7 @@ const state = {
   device: null, range: "-24h", knownCritical: null, charts: [],
 };
 
+let audioContext = null;  // made on the first click: browsers allow sound only after one
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 const t = (key, ...args) => (WORDS[state.lang][key] ?? WORDS.en[key] ?? key).replace(/\{(\d)\}/g, (_, i) => args[i]);
@@ -61,7 +62,8 @@ function applyLanguage() {
   for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
   for (const el of document.querySelectorAll("[data-i18n-title]")) el.title = t(el.dataset.i18nTitle);
   $("lang").textContent = state.lang === "zh" ? "English" : "中文";
-  $("mute").textContent = state.muted ? t("unmute") : t("mute");
+  // Browsers let a page make sound only after a click in it: until then the button offers to turn it on.
+  $("mute").textContent = !audioContext ? t("enable_sound") : state.muted ? t("unmute") : t("mute");
   render();
 }
 
@@ -72,6 +74,13 @@ $("lang").addEventListener("click", () => {
 });
 
 $("mute").addEventListener("click", () => {
+  if (!audioContext) {
+    audio();
+    state.muted = false;
+    localStorage.setItem("facmon.muted", "0");
+    applyLanguage();
+    return;
+  }
   state.muted = !state.muted;
   localStorage.setItem("facmon.muted", state.muted ? "1" : "0");
   applyLanguage();
@@ -100,6 +109,7 @@ $("signin-form").addEventListener("submit", async (event) => {
   event.target.reset();
   $("signin-error").textContent = "";
   audio();  // the click allows sound from now on
+  applyLanguage();
   start();
 });
 
@@ -111,7 +121,6 @@ $("logout").addEventListener("click", async () => {
 
 // -- sound: a new critical alarm beeps unless muted ---------------------------------------------------------
 
-let audioContext = null;
 function audio() {
   audioContext = audioContext || new AudioContext();
   return audioContext;

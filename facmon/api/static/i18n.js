@@ -2,7 +2,7 @@
 export const WORDS = {
   en: {
     overview: "Overview", alarms: "Alarms", work_orders: "Work orders", duty: "On call",
-    live_title: "Live updates", mute: "Mute", unmute: "Sound on", sign_in: "Sign in", sign_out: "Sign out",
+    live_title: "Live updates", mute: "Mute", unmute: "Sound on", enable_sound: "Turn sound on", sign_in: "Sign in", sign_out: "Sign out",
     username: "Username", password: "Password",
     flood: "Alarm flood: more alarms than operators can handle. Deal with the highest priority first.",
     active_alarms: "Active alarms", severity: "Severity", raised: "Raised", device: "Device", message: "Message",
@@ -27,7 +27,7 @@ export const WORDS = {
   },
   zh: {
     overview: "总览", alarms: "报警", work_orders: "工单", duty: "值班",
-    live_title: "实时更新", mute: "静音", unmute: "开启声音", sign_in: "登录", sign_out: "退出",
+    live_title: "实时更新", mute: "静音", unmute: "开启声音", enable_sound: "开启提示音", sign_in: "登录", sign_out: "退出",
     username: "用户名", password: "密码",
     flood: "报警泛滥：报警数量超出操作员处理能力，请先处理最高优先级。",
     active_alarms: "当前报警", severity: "级别", raised: "发生时间", device: "设备", message: "内容",
