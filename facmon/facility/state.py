@@ -7,7 +7,7 @@ order and its first history line) into one commit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
@@ -944,12 +944,15 @@ class StateTransaction:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
+    def _insert(self, table: Table, values: Mapping[str, Any]) -> int:
+        """Insert a row of a domain object's values, the database giving its id; the id given."""
+        new_id: int = self.conn.execute(insert(table).values(_without_id(values)).returning(table.c.id)).scalar_one()
+        return new_id
+
     def insert_alarm(self, alarm: Alarm) -> Alarm:
         """Insert a new alarm (its `id` is ignored) and return it with the id it was given."""
         values = _alarm_row(alarm)
-        del values["id"]
-        new_id = self.conn.execute(insert(alarms).values(values).returning(alarms.c.id)).scalar_one()
-        return replace(alarm, id=new_id, updated_at=values["updated_at"])
+        return replace(alarm, id=self._insert(alarms, values), updated_at=values["updated_at"])
 
     def update_alarm(self, alarm: Alarm) -> None:
         result = self.conn.execute(update(alarms).where(alarms.c.id == alarm.id).values(_alarm_row(alarm)))
@@ -957,9 +960,7 @@ class StateTransaction:
             raise NotFoundError("alarm", alarm.id)
 
     def add_alarm_event(self, event: AlarmEvent) -> None:
-        values = _row_values(event)
-        del values["id"]
-        self.conn.execute(insert(alarm_events).values(values))
+        self._insert(alarm_events, _row_values(event))
 
     def save_rule_state(self, rows: Sequence[tuple[str, str, dict[str, Any]]], at: datetime) -> None:
         """Insert or replace the memory of these (rule, device) pairs."""
@@ -1009,9 +1010,7 @@ class StateTransaction:
 
     def insert_work_order(self, order: WorkOrder) -> WorkOrder:
         values = _work_order_row(order)
-        del values["id"]
-        new_id = self.conn.execute(insert(work_orders).values(values).returning(work_orders.c.id)).scalar_one()
-        return replace(order, id=new_id, updated_at=values["updated_at"])
+        return replace(order, id=self._insert(work_orders, values), updated_at=values["updated_at"])
 
     def update_work_order(self, order: WorkOrder) -> None:
         result = self.conn.execute(
@@ -1021,9 +1020,7 @@ class StateTransaction:
             raise NotFoundError("work order", order.id)
 
     def add_work_order_event(self, event: WorkOrderEvent) -> None:
-        values = _row_values(event)
-        del values["id"]
-        self.conn.execute(insert(work_order_events).values(values))
+        self._insert(work_order_events, _row_values(event))
 
     def has_work_order_event(self, work_order_id: int, kind: str) -> bool:
         """Whether the work order's history has a line of this kind."""
@@ -1139,10 +1136,7 @@ class StateTransaction:
     # -- escalations
 
     def insert_escalation(self, escalation: Escalation) -> Escalation:
-        values = _row_values(escalation)
-        del values["id"]
-        new_id = self.conn.execute(insert(escalations).values(values).returning(escalations.c.id)).scalar_one()
-        return replace(escalation, id=new_id)
+        return replace(escalation, id=self._insert(escalations, _row_values(escalation)))
 
     def escalation_of(self, work_order_id: int) -> Escalation | None:
         row = (
@@ -1162,8 +1156,6 @@ class StateTransaction:
 
     def update_escalation(self, before: Escalation, after: Escalation) -> bool:
         """Write `after` if the row is still as `before` left it (same state and pagings); False if it moved on."""
-        values = _row_values(after)
-        del values["id"]
         result = self.conn.execute(
             update(escalations)
             .where(
@@ -1171,17 +1163,14 @@ class StateTransaction:
                 escalations.c.state == before.state,
                 escalations.c.pages == before.pages,
             )
-            .values(values)
+            .values(_without_id(_row_values(after)))
         )
         return bool(result.rowcount)
 
     # -- users and tokens
 
     def insert_user(self, user: User) -> User:
-        values = _row_values(user)
-        del values["id"]
-        new_id = self.conn.execute(insert(users).values(values).returning(users.c.id)).scalar_one()
-        return replace(user, id=new_id)
+        return replace(user, id=self._insert(users, _row_values(user)))
 
     def get_user(self, username: str) -> User | None:
         """Read a user and, on PostgreSQL, lock the row: concurrent sign-ins count their failures one by one."""
@@ -1189,15 +1178,10 @@ class StateTransaction:
         return None if row is None else _from_row(User, row)
 
     def update_user(self, user: User) -> None:
-        values = _row_values(user)
-        del values["id"]
-        self.conn.execute(update(users).where(users.c.id == user.id).values(values))
+        self.conn.execute(update(users).where(users.c.id == user.id).values(_without_id(_row_values(user))))
 
     def insert_token(self, token: ApiToken) -> ApiToken:
-        values = _row_values(token)
-        del values["id"]
-        new_id = self.conn.execute(insert(api_tokens).values(values).returning(api_tokens.c.id)).scalar_one()
-        return replace(token, id=new_id)
+        return replace(token, id=self._insert(api_tokens, _row_values(token)))
 
     def revoke_token(self, token_id: int, at: datetime, *, kind: str | None = None) -> bool:
         """Revoke a token (of `kind` only, when given); False if there is no such token still valid."""
@@ -1286,6 +1270,11 @@ def _reason(exc: BaseException) -> str:
 def _prefixed(row: Any, prefix: str) -> dict[str, Any]:
     """The columns of one table out of a joined row labelled `table_column`."""
     return {key[len(prefix) :]: value for key, value in row.items() if key.startswith(prefix)}
+
+
+def _without_id(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Column values without `id`, which the database gives (insert) or which does not change (update)."""
+    return {name: value for name, value in values.items() if name != "id"}
 
 
 def _row_values(obj: Any) -> dict[str, Any]:
