@@ -15,7 +15,7 @@ from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import (
@@ -30,7 +30,15 @@ from pydantic import (
     model_validator,
 )
 
-from facmon.facility.config_types import SECTION, Duration, Identifier, as_list, clock_time
+from facmon.facility.config_types import (
+    SECTION,
+    Duration,
+    Identifier,
+    PriorityKeys,
+    TimeZoneName,
+    as_list,
+    clock_time,
+)
 from facmon.facility.durations import parse_duration
 from facmon.facility.errors import ConfigError, ConfigProblem
 from facmon.facility.maintenance_config import MaintenanceConfig, check_maintenance
@@ -341,21 +349,16 @@ class SlaOverride(_Model):
 
 class WorkOrdersConfig(_Model):
     auto_open: list[AutoOpen] = []
-    response_targets: dict[Priority, Duration] = DEFAULT_RESPONSE_TARGETS
+    response_targets: Annotated[dict[Priority, Duration], PriorityKeys] = DEFAULT_RESPONSE_TARGETS
     # From opening to resolution, per priority; a work order still unresolved after it has breached its SLA.
-    resolve_targets: dict[Priority, Duration] = DEFAULT_RESOLVE_TARGETS
+    resolve_targets: Annotated[dict[Priority, Duration], PriorityKeys] = DEFAULT_RESOLVE_TARGETS
     # From opening to an acknowledgement of its page (or someone taking it up), per priority; none by default.
-    acknowledge_targets: dict[Priority, Duration] = {}
+    acknowledge_targets: Annotated[dict[Priority, Duration], PriorityKeys] = {}
     # Targets by category (and priority) where they differ from the priority's: entries later in the list win.
     sla: list[SlaOverride] = []
     # An alarm raised again by the same rule on the same device within this time of a work order that is
     # not yet resolved joins that work order instead of opening another; 0s opens one per alarm.
     attach_within: Duration = timedelta(hours=1)
-
-    @field_validator("response_targets", "resolve_targets", "acknowledge_targets", mode="before")
-    @classmethod
-    def _priorities_any_case(cls, value: Any) -> Any:
-        return {str(k).upper(): v for k, v in value.items()} if isinstance(value, dict) else value
 
     def targets(self, category: Category, priority: Priority) -> SlaTargets:
         """The SLA of a work order of this category and priority."""
@@ -510,7 +513,7 @@ class NotificationsConfig(_Model):
 
 
 class FacilityConfig(_Model):
-    timezone: str = "UTC"
+    timezone: TimeZoneName = "UTC"
     mqtt: MqttConfig = MqttConfig()
     storage: StorageConfig = StorageConfig()
     api: ApiConfig = ApiConfig()
@@ -522,15 +525,6 @@ class FacilityConfig(_Model):
     notifications: NotificationsConfig = NotificationsConfig()
     oncall: OncallConfig = OncallConfig()
     maintenance: MaintenanceConfig = MaintenanceConfig()
-
-    @field_validator("timezone")
-    @classmethod
-    def _check_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not an IANA time zone such as Asia/Shanghai") from None
-        return value
 
     @model_validator(mode="before")
     @classmethod

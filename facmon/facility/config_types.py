@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BeforeValidator, ConfigDict, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, StringConstraints
 
 from facmon.facility.durations import parse_duration
 
@@ -21,6 +22,26 @@ def clock_time(value: object) -> object:
     if isinstance(value, int | float) and not isinstance(value, bool):
         raise ValueError('write a time of day in quotes, e.g. "09:30" (unquoted, YAML reads 9:30 as a number)')
     return value
+
+
+def _time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone such as Asia/Shanghai") from None
+    return value
+
+
+# The name of an IANA time zone, checked against the zone database.
+TimeZoneName = Annotated[str, AfterValidator(_time_zone)]
+
+
+def _upper_keys(value: object) -> object:
+    return {str(k).upper(): v for k, v in value.items()} if isinstance(value, dict) else value
+
+
+# On a mapping keyed by priority: `p1` is read as `P1`.
+PriorityKeys = BeforeValidator(_upper_keys)
 
 
 def as_list(value: object) -> object:

@@ -14,11 +14,10 @@ from __future__ import annotations
 import re
 from datetime import datetime, time, timedelta
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, Field, SecretStr, field_validator, model_validator
 
-from facmon.facility.config_types import SECTION, Duration, Identifier, Location, as_list
+from facmon.facility.config_types import SECTION, Duration, Identifier, Location, PriorityKeys, TimeZoneName, as_list
 from facmon.facility.model import Priority
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -28,16 +27,6 @@ _HOURS = re.compile(r"^\s*([01]?\d|2[0-3]):([0-5]\d)\s*-\s*([01]?\d|2[0-4]):([0-
 
 class _Model(BaseModel):
     model_config = SECTION
-
-
-def _check_tz(value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{value!r} is not an IANA time zone such as Asia/Shanghai") from None
-    return value
 
 
 class Person(_Model):
@@ -125,7 +114,7 @@ class Override(_Model):
 class Schedule(_Model):
     id: Identifier
     name: str | None = None
-    timezone: Annotated[str | None, BeforeValidator(_check_tz)] = None
+    timezone: TimeZoneName | None = None
     layers: list[Layer] = Field(min_length=1)
     overrides: list[Override] = []
 
@@ -177,14 +166,9 @@ class EscalationPolicy(_Model):
     repeat: int = Field(0, ge=0, le=10)
     # An acknowledged work order of these priorities still unresolved after this time pages the acknowledger again
     # (and again, every such time) until it is resolved.
-    renotify_unresolved: dict[Priority, Duration] = {Priority.P1: timedelta(minutes=30)}
+    renotify_unresolved: Annotated[dict[Priority, Duration], PriorityKeys] = {Priority.P1: timedelta(minutes=30)}
     # Who hears of an SLA breach; the last step's targets when not given.
     on_breach: Annotated[list[Target], BeforeValidator(_targets)] = []
-
-    @field_validator("renotify_unresolved", mode="before")
-    @classmethod
-    def _priorities_any_case(cls, value: object) -> object:
-        return {str(k).upper(): v for k, v in value.items()} if isinstance(value, dict) else value
 
     def breach_targets(self) -> list[Target]:
         return list(self.on_breach) or list(self.steps[-1].notify)
@@ -196,15 +180,10 @@ class OncallConfig(_Model):
     schedules: list[Schedule] = []
     escalation_policies: list[EscalationPolicy] = []
     # Which policy pages for a new work order of each priority; a priority not named pages nobody.
-    escalate: dict[Priority, Identifier] = {}
+    escalate: Annotated[dict[Priority, Identifier], PriorityKeys] = {}
     # Signs the one-click acknowledge links in pages; without it pages carry no link (acknowledge via the API).
     link_secret: SecretStr | None = None
     link_valid_for: Duration = timedelta(hours=24)
-
-    @field_validator("escalate", mode="before")
-    @classmethod
-    def _priorities_any_case(cls, value: object) -> object:
-        return {str(k).upper(): v for k, v in value.items()} if isinstance(value, dict) else value
 
     @field_validator("link_secret")
     @classmethod
