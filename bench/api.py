@@ -471,7 +471,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     full_collections: dict[str, dict[str, Any]] = {}
     token_id = None
     try:
-        token, token_id = service.accounts.add_token("bench", Role.VIEWER, at=service.clock.now())
+        token, row = service.accounts.add_token("bench", Role.VIEWER, at=service.clock.now())
+        token_id = row.id
         headers = {"Authorization": f"Bearer {token}"}
         # As `facmon serve` does: startup objects frozen, the socket from facmon.cmd.service.listen.
         freeze_startup_objects()

@@ -77,10 +77,9 @@ def _token(args: argparse.Namespace, accounts: Accounts, store: StateStore, now:
             expires = now + parse_duration(args.expires)
         except (ValueError, OverflowError) as exc:
             raise AccountError(f"--expires: {exc}") from None
-    token, token_id = accounts.add_token(args.name, Role(args.role), at=now, expires_at=expires)
-    known = [t for t in store.list_tokens(kind=TokenKind.MACHINE) if t.id == token_id]
+    token, row = accounts.add_token(args.name, Role(args.role), at=now, expires_at=expires)
     until = f"until {expires.isoformat(timespec='seconds')}" if expires else "until revoked"
-    print(f"token {token_id} {args.name} ({known[0].role}, {until}); it is shown only now:", file=sys.stderr)
+    print(f"token {row.id} {args.name} ({row.role}, {until}); it is shown only now:", file=sys.stderr)
     print(token)
     return 0
 

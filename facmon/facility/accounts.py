@@ -140,13 +140,15 @@ class Accounts:
 
     # -- tokens
 
-    def add_token(self, name: str, role: Role, *, at: datetime, expires_at: datetime | None = None) -> tuple[str, int]:
-        """A machine token; the token itself is shown only now."""
+    def add_token(
+        self, name: str, role: Role, *, at: datetime, expires_at: datetime | None = None
+    ) -> tuple[str, ApiToken]:
+        """A machine token and its stored row; the token itself is shown only now."""
         if not USERNAME.match(name):
             raise AccountError(f"{name!r} is not a token name: letters, digits and . _ @ - only, up to 64")
         token, row = _new_token(TokenKind.MACHINE, name, role, at, expires_at, None)
         with self._store.begin() as tx:
-            return token, tx.insert_token(row).id
+            return token, tx.insert_token(row)
 
     def revoke(self, token_id: int, at: datetime) -> bool:
         """Revoke a machine token. Sessions end by signing out, or by changing their user."""

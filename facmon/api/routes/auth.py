@@ -13,11 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from facmon.api.auth import SESSION_COOKIE, Admin, Authenticated, requires
 from facmon.api.deps import ServicesDep
 from facmon.api.problems import problem
-from facmon.api.routes.params import Id
-from facmon.api.schemas import Page, RequestBody, later_by, local_time
+from facmon.api.routes.params import Id, ends_after
+from facmon.api.schemas import Page, RequestBody, local_time
 from facmon.facility.accounts import AccountError, LockedOutError, Principal, SignInError
-from facmon.facility.durations import parse_duration
-from facmon.facility.model import ApiToken, Role, TokenKind
+from facmon.facility.model import ApiToken, Role, TokenKind, User
 
 log = logging.getLogger(__name__)
 
@@ -145,18 +144,7 @@ def me(services: ServicesDep, principal: Annotated[Principal, Depends(requires(R
 
 @router.get("/users", response_model=Page[UserPublic], summary="Users (admin)")
 def list_users(services: ServicesDep, _admin: Admin) -> Page[UserPublic]:
-    tz = services.config.tz
-    items = [
-        UserPublic(
-            username=u.username,
-            name=u.name,
-            role=u.role,
-            disabled=u.disabled,
-            created_at=u.created_at.astimezone(tz),
-            locked_until=local_time(u.locked_until, tz),
-        )
-        for u in services.state.list_users()
-    ]
+    items = [_public_user(u, services) for u in services.state.list_users()]
     return Page(items=items, total=len(items))
 
 
@@ -169,15 +157,7 @@ def add_user(services: ServicesDep, admin: Admin, body: NewUser) -> UserPublic:
     except AccountError as exc:
         raise HTTPException(409 if "exists" in str(exc) else 422, str(exc)) from None
     log.info("user %s (%s) added by %s", user.username, user.role, admin.name)
-    tz = services.config.tz
-    return UserPublic(
-        username=user.username,
-        name=user.name,
-        role=user.role,
-        disabled=user.disabled,
-        created_at=user.created_at.astimezone(tz),
-        locked_until=None,
-    )
+    return _public_user(user, services)
 
 
 @router.get("/tokens", response_model=Page[TokenPublic], summary="Machine tokens (admin)")
@@ -189,18 +169,12 @@ def list_tokens(services: ServicesDep, _admin: Admin) -> Page[TokenPublic]:
 @router.post("/tokens", response_model=TokenCreated, status_code=201, summary="Make a machine token (admin)")
 def add_token(services: ServicesDep, admin: Admin, body: NewToken) -> TokenCreated:
     now = services.clock.now()
-    expires = None
-    if body.expires_in is not None:
-        try:
-            expires = later_by(now, parse_duration(body.expires_in))
-        except ValueError as exc:
-            raise HTTPException(422, f"expires_in: {exc}") from None
+    expires = ends_after(now, body.expires_in, "expires_in")
     try:
-        token, token_id = services.accounts.add_token(body.name, body.role, at=now, expires_at=expires)
+        token, row = services.accounts.add_token(body.name, body.role, at=now, expires_at=expires)
     except AccountError as exc:
         raise HTTPException(422, str(exc)) from None
     log.info("machine token %s (%s) made by %s", body.name, body.role, admin.name)
-    [row] = [t for t in services.state.list_tokens(kind=TokenKind.MACHINE) if t.id == token_id]
     return TokenCreated(token=token, **_public_token(row, services).model_dump())
 
 
@@ -210,6 +184,18 @@ def revoke_token(services: ServicesDep, admin: Admin, token_id: Id) -> Response:
         raise HTTPException(404, f"no machine token {token_id} that is not already revoked")
     log.info("token %s revoked by %s", token_id, admin.name)
     return Response(status_code=204)
+
+
+def _public_user(user: User, services: ServicesDep) -> UserPublic:
+    tz = services.config.tz
+    return UserPublic(
+        username=user.username,
+        name=user.name,
+        role=user.role,
+        disabled=user.disabled,
+        created_at=user.created_at.astimezone(tz),
+        locked_until=local_time(user.locked_until, tz),
+    )
 
 
 def _public_token(row: ApiToken, services: ServicesDep) -> TokenPublic:

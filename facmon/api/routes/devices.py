@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from facmon.api.auth import Engineer
 from facmon.api.deps import Services, ServicesDep
-from facmon.api.routes.params import invalid
+from facmon.api.routes.params import ends_after
 from facmon.api.schemas import (
     DevicePublic,
     DeviceStatus,
@@ -15,9 +15,7 @@ from facmon.api.schemas import (
     Page,
     ServiceRequest,
     from_epoch_ms,
-    later_by,
 )
-from facmon.facility.durations import parse_duration
 from facmon.facility.model import Device, DeviceType
 
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
@@ -59,12 +57,7 @@ def get_device(services: ServicesDep, device_id: str) -> DevicePublic:
 def take_out_of_service(services: ServicesDep, user: Engineer, device_id: str, body: ServiceRequest) -> DevicePublic:
     device = _device(services, device_id)
     now = services.clock.now()
-    until = None
-    if body.duration is not None:
-        try:
-            until = later_by(now, parse_duration(body.duration))
-        except ValueError as exc:
-            raise invalid("body", "duration", str(exc)) from None
+    until = ends_after(now, body.duration, "duration")
     services.alarms.take_out_of_service(device.id, user.name, now, body.reason, until)
     return _public_one(services, device)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, TypeVar
 
@@ -9,7 +10,8 @@ from fastapi import Path, Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator
 
-from facmon.api.schemas import MAX_ID, storable_text
+from facmon.api.schemas import MAX_ID, later_by, storable_text
+from facmon.facility.durations import parse_duration
 
 # The state store takes an offset as a 64-bit integer (SQLite and PostgreSQL alike); a larger one overflows there.
 MAX_OFFSET = 2**63 - 1
@@ -48,3 +50,14 @@ def enum_list(values: list[str] | None, enum: type[E], name: str) -> list[E]:
 def invalid(where: str, name: str, message: str) -> RequestValidationError:
     """A 422 for one parameter or body field, answered like any other invalid request."""
     return RequestValidationError([{"loc": (where, name), "msg": message, "type": "value_error"}])
+
+
+def ends_after(now: datetime, duration: str | None, field: str) -> datetime | None:
+    """`now` plus the duration a body gives in `field` (None without one); a 422 naming the field when it is not
+    a duration or ends after the latest time there is."""
+    if duration is None:
+        return None
+    try:
+        return later_by(now, parse_duration(duration))
+    except ValueError as exc:
+        raise invalid("body", field, str(exc)) from None
