@@ -108,25 +108,10 @@ class Escalator:
         escalation = self._store.escalation_of(work_order_id)
         if escalation is None:
             raise AcknowledgeError(f"work order {work_order_id} pages nobody: nothing to acknowledge")
-        return self._acknowledge(escalation.id, by=by, at=at, via=via)
+        return self.acknowledge_escalation(escalation.id, by=by, at=at, via=via)
 
     def acknowledge_escalation(self, escalation_id: int, *, by: str, at: datetime, via: str) -> Escalation:
-        return self._acknowledge(escalation_id, by=by, at=at, via=via)
-
-    def on_breach(self, tx: StateTransaction, order: WorkOrder, event: WorkOrderEvent) -> None:
-        """An SLA breach is news for the policy's breach targets (by default its last step): page them."""
-        policy = self.policy_for(order)
-        if policy is None:
-            return
-        people = self._reach(policy.breach_targets(), event.at)
-        self._queue_pages(tx, order, None, people, f"{event.kind}", "breach", event.at)
-
-    def escalation(self, work_order_id: int) -> Escalation | None:
-        return self._store.escalation_of(work_order_id)
-
-    # -- inside
-
-    def _acknowledge(self, escalation_id: int, *, by: str, at: datetime, via: str) -> Escalation:
+        """Acknowledge by the escalation's id (the one-click link carries it)."""
         with self._store.begin() as tx:
             escalation = tx.get_escalation(escalation_id)
             if escalation.state is EscalationState.ACKNOWLEDGED:
@@ -150,6 +135,19 @@ class Escalator:
             tx.add_work_order_event(WorkOrderEvent(order.id, at, "acknowledged", order.status, by, f"via {via}"))
         log.info("work order %s acknowledged by %s via %s", order.number, by, via)
         return after
+
+    def on_breach(self, tx: StateTransaction, order: WorkOrder, event: WorkOrderEvent) -> None:
+        """An SLA breach is news for the policy's breach targets (by default its last step): page them."""
+        policy = self.policy_for(order)
+        if policy is None:
+            return
+        people = self._reach(policy.breach_targets(), event.at)
+        self._queue_pages(tx, order, None, people, event.kind, "breach", event.at)
+
+    def escalation(self, work_order_id: int) -> Escalation | None:
+        return self._store.escalation_of(work_order_id)
+
+    # -- inside
 
     def _advance(self, tx: StateTransaction, escalation: Escalation, now: datetime) -> Escalation:
         order = tx.get_work_order(escalation.work_order_id)
