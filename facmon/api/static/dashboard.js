@@ -149,19 +149,12 @@ function noticeCriticals() {
 // -- data ---------------------------------------------------------------------------------------------------
 
 async function loadAll() {
-  const [me, devices, alarms, orders, kpis] = await Promise.all([
-    api("/api/v1/auth/me"), api("/api/v1/devices?limit=1000"), api("/api/v1/alarms?state=active&limit=1000"),
-    api(`/api/v1/work-orders?status=${OPEN_STATUSES}&limit=500`), api("/api/v1/alarms/kpis"),
-  ]);
+  const [me, devices] = await Promise.all([api("/api/v1/auth/me"), api("/api/v1/devices?limit=1000")]);
   state.me = me;
   state.devices = devices.items;
-  state.alarms = alarms.items;
-  state.orders = orders.items;
-  $("flood").hidden = !kpis.flood;
   $("who").textContent = `${me.display_name || me.name} (${me.role})`;
   $("logout").hidden = false;
-  noticeCriticals();
-  render();
+  await loadAlarmsAndOrders();
 }
 
 async function loadAlarmsAndOrders() {
