@@ -87,41 +87,45 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--url", help="broker URL (default mqtt://127.0.0.1:1883)")
     simulate.set_defaults(usage_error=simulate.error)
 
+    # Every user and token action works on the state store a config names.
+    with_config = argparse.ArgumentParser(add_help=False)
+    with_config.add_argument("--config", type=Path, required=True)
+    roles = [r.value for r in Role]
+
     user = commands.add_parser("user", help="add users, set their passwords, list them")
     user_commands = user.add_subparsers(dest="action", required=True, metavar="ACTION")
-    user_add = user_commands.add_parser("add", help="add a user; the password is asked for, or read from stdin")
-    user_add.add_argument("--config", type=Path, required=True)
-    user_add.add_argument("username")
-    user_add.add_argument("--role", choices=[r.value for r in Role], required=True)
+
+    def user_action(name: str, text: str) -> argparse.ArgumentParser:
+        action = user_commands.add_parser(name, help=text, parents=[with_config])
+        action.add_argument("username")
+        return action
+
+    user_add = user_action("add", "add a user; the password is asked for, or read from stdin")
+    user_add.add_argument("--role", choices=roles, required=True)
     user_add.add_argument("--name", help="the name shown (default: the username)")
     user_add.add_argument("--password-stdin", action="store_true", help="read the password from stdin, not a prompt")
-    user_password = user_commands.add_parser("password", help="set a user's password (and lift a lockout)")
-    user_password.add_argument("--config", type=Path, required=True)
-    user_password.add_argument("username")
-    user_password.add_argument("--password-stdin", action="store_true")
-    user_list = user_commands.add_parser("list", help="list the users")
-    user_list.add_argument("--config", type=Path, required=True)
-    user_role = user_commands.add_parser("role", help="give a user another role (their sessions end)")
-    user_role.add_argument("--config", type=Path, required=True)
-    user_role.add_argument("username")
-    user_role.add_argument("role", choices=[r.value for r in Role])
-    for action, text in (("disable", "stop a user signing in (their sessions end)"), ("enable", "let them again")):
-        toggle = user_commands.add_parser(action, help=text)
-        toggle.add_argument("--config", type=Path, required=True)
-        toggle.add_argument("username")
+    user_action("password", "set a user's password (and lift a lockout)").add_argument(
+        "--password-stdin", action="store_true"
+    )
+    user_commands.add_parser("list", help="list the users", parents=[with_config])
+    user_action("role", "give a user another role (their sessions end)").add_argument("role", choices=roles)
+    user_action("disable", "stop a user signing in (their sessions end)")
+    user_action("enable", "let them again")
 
     token = commands.add_parser("token", help="machine tokens for programs (Prometheus, Grafana, scripts)")
     token_commands = token.add_subparsers(dest="action", required=True, metavar="ACTION")
-    token_add = token_commands.add_parser("add", help="make a token; it is printed once and never again")
-    token_add.add_argument("--config", type=Path, required=True)
+    token_add = token_commands.add_parser(
+        "add", help="make a token; it is printed once and never again", parents=[with_config]
+    )
     token_add.add_argument("name")
-    token_add.add_argument("--role", choices=[r.value for r in Role], required=True)
+    token_add.add_argument("--role", choices=roles, required=True)
     token_add.add_argument("--expires", metavar="DURATION", help="e.g. 365d (default: until revoked)")
-    token_list = token_commands.add_parser("list", help="list the machine tokens (never the tokens themselves)")
-    token_list.add_argument("--config", type=Path, required=True)
-    token_revoke = token_commands.add_parser("revoke", help="revoke a token by its id")
-    token_revoke.add_argument("--config", type=Path, required=True)
-    token_revoke.add_argument("id", type=int)
+    token_commands.add_parser(
+        "list", help="list the machine tokens (never the tokens themselves)", parents=[with_config]
+    )
+    token_commands.add_parser("revoke", help="revoke a token by its id", parents=[with_config]).add_argument(
+        "id", type=int
+    )
 
     mosquitto = commands.add_parser(
         "mosquitto-config", help="write Mosquitto's password file and ACL for facmon and the configured gateways"
