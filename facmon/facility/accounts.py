@@ -73,8 +73,9 @@ class Accounts:
         self.max_failures = max_failures
         self.lockout = lockout
         self._hasher = hasher or PasswordHasher()
-        # Verified against for unknown users, so that they cost as much as known ones.
-        self._decoy = self._hasher.hash(secrets.token_urlsafe(16))
+        # Verified against for unknown users, so that they cost as much as known ones; made at the first such
+        # sign-in rather than at start, where a hash's 64 MiB and tens of milliseconds buy nothing.
+        self._decoy: str | None = None
 
     # -- users
 
@@ -116,6 +117,7 @@ class Accounts:
         with self._store.begin() as tx:
             user = tx.get_user(username)
             if user is None:
+                self._decoy = self._decoy or self._hasher.hash(secrets.token_urlsafe(16))
                 self._verify(self._decoy, password)
                 raise SignInError("wrong username or password")
             if user.locked_until is not None and user.locked_until > at:
