@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# How long a committed alarm change is left to the live path before the catch-up follows it up.
+FOLLOW_UP_GRACE = timedelta(seconds=10)
+
 OPEN_STATUSES = (
     WorkOrderStatus.OPEN,
     WorkOrderStatus.ASSIGNED,
@@ -165,6 +168,30 @@ class WorkOrderPolicy:
         self._escalator = escalator
 
     def on_alarm_change(self, change: AlarmChange) -> None:
+        """Follow the change up in one transaction with marking it followed up; once, however often it is told."""
+        with self._store.begin() as tx:
+            if change.event.id is not None and not tx.take_followup(change.event.id):
+                return  # followed up already: by the catch-up after a restart, or by another worker
+            self._follow_up(tx, change)
+
+    def catch_up(self, now: datetime, *, min_age: timedelta = FOLLOW_UP_GRACE) -> int:
+        """Follow up the alarm changes left without their work orders (a crash, a state-store outage).
+
+        Changes younger than `min_age` are left to the live path, which follows them up in order; the catch-up
+        runs at start with no age and then on the paging schedule. Returns how many were followed up.
+        """
+        done = 0
+        for event, alarm in self._store.pending_followups(now - min_age):
+            # The alarm as the change left it: the work order is for the fault that was raised, even if it
+            # has cleared since.
+            at_change = replace(alarm, state=event.state, severity=event.severity)
+            new = event.kind in ("raised", "raised_suppressed")
+            log.info("following up alarm %s %s of %s, left unfinished", alarm.id, event.kind, event.at.isoformat())
+            self.on_alarm_change(AlarmChange(at_change, event, new))
+            done += 1
+        return done
+
+    def _follow_up(self, tx: StateTransaction, change: AlarmChange) -> None:
         alarm = change.alarm
         device = self._registry.get(alarm.device_id)
         if device is None:
@@ -176,35 +203,32 @@ class WorkOrderPolicy:
             if alarm.suppressed or alarm.state not in (AlarmState.ACTIVE_UNACKED, AlarmState.ACTIVE_ACKED):
                 return
             rule = self.match(alarm, device)
-            if rule is not None and (change.new or not self._store.list_work_orders(alarm_id=alarm.id).total):
+            if rule is not None and (change.new or not tx.work_orders_of_alarm(alarm.id)):
                 # Due from when someone could first know of it, not from when it was raised unseen.
-                self._open_for(alarm, device, rule, change.event.at)
+                self._open_for(tx, alarm, device, rule, change.event.at)
         elif kind == "severity_changed" and not alarm.suppressed:
             rule = self.match(alarm, device)
             if rule is not None:
-                self._raise_priority(alarm, device, rule, change.event.at)
+                self._raise_priority(tx, alarm, rule, change.event.at)
         elif kind == "returned" or alarm.state is AlarmState.CLEARED:
-            self._note_alarm_cleared(alarm, change.event.at)
+            self._note_alarm_cleared(tx, alarm, change.event.at)
 
-    def _raise_priority(self, alarm: Alarm, device: Device, rule: AutoOpen, at: datetime) -> None:
+    def _raise_priority(self, tx: StateTransaction, alarm: Alarm, rule: AutoOpen, at: datetime) -> None:
         """An alarm that worsens makes its work order more urgent (never less): the priority its new severity
         opens with, due no later than that priority's target from now, paged if it was not."""
-        page = self._store.list_work_orders(statuses=OPEN_STATUSES, alarm_id=alarm.id)
-        for found in page.items:
-            if rule.priority >= found.priority:  # "P1" < "P2": already as urgent
+        for order in tx.work_orders_of_alarm(alarm.id, OPEN_STATUSES):
+            if rule.priority >= order.priority:  # "P1" < "P2": already as urgent
                 continue
-            with self._store.begin() as tx:
-                order = tx.get_work_order(found.id)
-                respond = self._config.targets(order.category, rule.priority).respond
-                due = at + respond if respond is not None else order.due_at
-                if order.due_at is not None and due is not None:
-                    due = min(due, order.due_at)
-                raised = replace(order, priority=rule.priority, due_at=due, updated_at=at)
-                tx.update_work_order(raised)
-                note = f"{order.priority} → {rule.priority}: alarm {alarm.id} is now {alarm.severity}"
-                tx.add_work_order_event(WorkOrderEvent(order.id, at, "priority_raised", order.status, "system", note))
-                if self._escalator is not None and tx.escalation_of(order.id) is None:
-                    self._escalator.start(tx, raised, at)
+            respond = self._config.targets(order.category, rule.priority).respond
+            due = at + respond if respond is not None else order.due_at
+            if order.due_at is not None and due is not None:
+                due = min(due, order.due_at)
+            raised = replace(order, priority=rule.priority, due_at=due, updated_at=at)
+            tx.update_work_order(raised)
+            note = f"{order.priority} → {rule.priority}: alarm {alarm.id} is now {alarm.severity}"
+            tx.add_work_order_event(WorkOrderEvent(order.id, at, "priority_raised", order.status, "system", note))
+            if self._escalator is not None and tx.escalation_of(order.id) is None:
+                self._escalator.start(tx, raised, at)
             log.info("work order %s: %s", order.number, note)
 
     def match(self, alarm: Alarm, device: Device) -> AutoOpen | None:
@@ -214,47 +238,42 @@ class WorkOrderPolicy:
                 return entry
         return None
 
-    def _open_for(self, alarm: Alarm, device: Device, rule: AutoOpen, at: datetime) -> None:
-        with self._store.begin() as tx:
-            window = self._config.attach_within
-            earlier = (
-                tx.unfinished_work_order_of_rule(device.id, alarm.rule, at - window, OPEN_STATUSES) if window else None
+    def _open_for(self, tx: StateTransaction, alarm: Alarm, device: Device, rule: AutoOpen, at: datetime) -> None:
+        window = self._config.attach_within
+        earlier = (
+            tx.unfinished_work_order_of_rule(device.id, alarm.rule, at - window, OPEN_STATUSES) if window else None
+        )
+        if earlier is not None:
+            # The same fault again, while someone is on it: one job, with the recurrence on its record.
+            note = f"alarm {alarm.id} raised again ({alarm.rule}, {alarm.severity}): {alarm.message}"
+            tx.add_work_order_event(
+                WorkOrderEvent(earlier.id, at, "alarm_raised_again", earlier.status, "system", note)
             )
-            if earlier is not None:
-                # The same fault again, while someone is on it: one job, with the recurrence on its record.
-                note = f"alarm {alarm.id} raised again ({alarm.rule}, {alarm.severity}): {alarm.message}"
-                tx.add_work_order_event(
-                    WorkOrderEvent(earlier.id, at, "alarm_raised_again", earlier.status, "system", note)
-                )
-                log.info("alarm %s joins work order %s", alarm.id, earlier.number)
-                return
-            order = open_work_order(
-                tx,
-                title=f"{device.name}: {alarm.message}",
-                category=CATEGORY_OF_DEVICE_TYPE[device.type],
-                priority=rule.priority,
-                source=WorkOrderSource.ALARM,
-                at=at,
-                tz=self._tz,
-                response_target=self._config.targets(CATEGORY_OF_DEVICE_TYPE[device.type], rule.priority).respond,
-                device=device,
-                alarm_id=alarm.id,
-                description=f"Opened by alarm {alarm.id} ({alarm.rule}, {alarm.severity}).",
-                team=rule.team,
-            )
-            announce_work_order(tx, order, self._notifiers, self._tz, self._escalator)
+            log.info("alarm %s joins work order %s", alarm.id, earlier.number)
+            return
+        order = open_work_order(
+            tx,
+            title=f"{device.name}: {alarm.message}",
+            category=CATEGORY_OF_DEVICE_TYPE[device.type],
+            priority=rule.priority,
+            source=WorkOrderSource.ALARM,
+            at=at,
+            tz=self._tz,
+            response_target=self._config.targets(CATEGORY_OF_DEVICE_TYPE[device.type], rule.priority).respond,
+            device=device,
+            alarm_id=alarm.id,
+            description=f"Opened by alarm {alarm.id} ({alarm.rule}, {alarm.severity}).",
+            team=rule.team,
+        )
+        announce_work_order(tx, order, self._notifiers, self._tz, self._escalator)
         log.info("work order %s opened for alarm %s (%s)", order.number, alarm.id, order.priority)
 
-    def _note_alarm_cleared(self, alarm: Alarm, at: datetime) -> None:
+    def _note_alarm_cleared(self, tx: StateTransaction, alarm: Alarm, at: datetime) -> None:
         # Clearing does not close the work order: someone still has to verify on site.
-        page = self._store.list_work_orders(statuses=OPEN_STATUSES, alarm_id=alarm.id)
-        if not page.items:
-            return
-        with self._store.begin() as tx:
-            for order in page.items:
-                tx.add_work_order_event(
-                    WorkOrderEvent(order.id, at, "alarm_cleared", order.status, "system", f"alarm {alarm.id} cleared")
-                )
+        for order in tx.work_orders_of_alarm(alarm.id, OPEN_STATUSES):
+            tx.add_work_order_event(
+                WorkOrderEvent(order.id, at, "alarm_cleared", order.status, "system", f"alarm {alarm.id} cleared")
+            )
 
 
 def _location(device: Device) -> str:

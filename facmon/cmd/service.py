@@ -8,7 +8,7 @@ import signal
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -123,6 +123,8 @@ class Service:
             max_delay=delivery.max_delay,
         )
         self.rules.listeners.append(self.work_orders)
+        # Alarms committed before a crash or a state-store outage whose work orders and pages were not.
+        self.work_orders.catch_up(self.clock.now(), min_age=timedelta(0))
         self.floods = FloodDetector(self.state)
         self.floods.restore(self.clock.now())
         self.rules.listeners.append(self.floods)
@@ -141,7 +143,9 @@ class Service:
         # that is down), which must not hold up the rules' ticks (off-delays, shelving expiry) or paging.
         self.scheduler = Scheduler(self.clock, config.tz)
         self.scheduler.every("rules", config.alarms.tick.total_seconds(), self.rules.tick, self.floods.tick)
-        self.scheduler.every("paging", PAGING_EVERY_S, self.escalator.run_due, self.sla.check)
+        self.scheduler.every(
+            "paging", PAGING_EVERY_S, self.work_orders.catch_up, self.escalator.run_due, self.sla.check
+        )
         self.scheduler.every("outbox", OUTBOX_EVERY_S, self.outbox.deliver_due, at_start=True)
         self.scheduler.every("retention", RETENTION_EVERY_S, self._apply_retention, at_start=True)
         if config.maintenance.plans:

@@ -29,6 +29,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -46,12 +47,13 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
-from sqlalchemy.sql import LABEL_STYLE_TABLENAME_PLUS_COL
+from sqlalchemy.sql import LABEL_STYLE_TABLENAME_PLUS_COL, ColumnElement
 
 from facmon.facility.errors import NotFoundError, StateStoreError
 from facmon.facility.model import (
@@ -330,6 +332,17 @@ meters = Table(
     Column("until_ms", BigInteger, nullable=False),
 )
 
+# Alarm changes committed whose consequences (a work order opened, pages queued, a note on the work order) are
+# not committed yet. Written in the alarm change's own transaction and deleted in the transaction of its
+# consequences, so a crash or a store outage between the two leaves a row here, and the change is followed up
+# once, after a restart or when the store is back.
+alarm_followups = Table(
+    "alarm_followups",
+    metadata,
+    Column("event_id", Integer, ForeignKey("alarm_events.id", ondelete="CASCADE"), primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False, index=True),
+)
+
 LAST_ERROR_MAX = 1000
 
 ACTIVE_STATES = (AlarmState.ACTIVE_UNACKED, AlarmState.ACTIVE_ACKED, AlarmState.RETURNED_UNACKED)
@@ -354,6 +367,31 @@ class ServiceRecord:
 class Page(Generic[T]):
     items: list[T]
     total: int
+
+
+# -- ingest rejects
+
+# What a reject takes besides its text, as the rejects' size cap counts it: the row's header, id and time, and
+# its entry in the index on received_at (about 75 bytes on SQLite, measured).
+REJECT_ROW_BYTES = 80
+# Rows deleted per transaction when pruning: ingest and the rules write to the same database, and wait for at
+# most one such transaction, not for the whole pass.
+PRUNE_CHUNK = 1000
+
+
+def reject_size(reject: Reject) -> int:
+    """What one reject counts against the rejects' size cap: topic, reason and payload in UTF-8, and its row."""
+    text = len(reject.topic.encode(errors="replace")) + len(reject.reason.encode(errors="replace"))
+    return text + len(reject.payload.encode(errors="replace")) + REJECT_ROW_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class RejectsPruned:
+    """One pass of the rejects' retention and size cap: rows deleted for each, and what the rest take."""
+
+    expired: int
+    over_cap: int
+    remaining_bytes: int
 
 
 # -- alarm-system health
@@ -527,6 +565,23 @@ class StateStore:
             select(alarm_events, alarms)
             .join(alarms, alarms.c.id == alarm_events.c.alarm_id)
             .where(alarm_events.c.id > after_id)
+            .order_by(alarm_events.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.set_label_style(LABEL_STYLE_TABLENAME_PLUS_COL)).mappings().all()
+        return [
+            (_from_row(AlarmEvent, _prefixed(row, "alarm_events_")), _from_row(Alarm, _prefixed(row, "alarms_")))
+            for row in rows
+        ]
+
+    def pending_followups(self, before: datetime, limit: int = 100) -> list[tuple[AlarmEvent, Alarm]]:
+        """Alarm changes committed before `before` whose consequences are not, oldest first."""
+        query = (
+            select(alarm_events, alarms)
+            .join(alarm_followups, alarm_followups.c.event_id == alarm_events.c.id)
+            .join(alarms, alarms.c.id == alarm_events.c.alarm_id)
+            .where(alarm_followups.c.created_at < before)
             .order_by(alarm_events.c.id)
             .limit(limit)
         )
@@ -843,6 +898,50 @@ class StateStore:
                 total,
             )
 
+    def rejects_size(self) -> int:
+        """What the stored rejects take, counted as `reject_size` counts one."""
+        try:
+            with self.engine.connect() as conn:
+                return _rejects_total(conn)
+        except SQLAlchemyError as exc:
+            raise StateStoreError(f"state store unreachable: {_reason(exc)}") from None
+
+    def prune_rejects(self, *, max_bytes: int, older_than: datetime) -> RejectsPruned:
+        """Delete the rejects received before `older_than`, then the oldest until the rest take `max_bytes` at most.
+
+        The sum is computed afresh each time, so rejects stored by other ingest processes count too. The space
+        of deleted rows is reused by the rows that come next: a SQLite file stops growing at about the cap (it
+        does not shrink: VACUUM does that, by hand), PostgreSQL's autovacuum makes the space reusable.
+        """
+        c = ingest_rejects.c
+        expired = over_cap = 0
+        try:
+            while True:
+                oldest = select(c.id).where(c.received_at < older_than).limit(PRUNE_CHUNK)
+                with self.engine.begin() as conn:
+                    deleted = conn.execute(delete(ingest_rejects).where(c.id.in_(oldest))).rowcount
+                expired += deleted
+                if deleted < PRUNE_CHUNK:
+                    break
+            with self.engine.connect() as conn:
+                total = _rejects_total(conn)
+            while total > max_bytes:
+                with self.engine.begin() as conn:
+                    size = _reject_size_sql(conn.dialect)
+                    rows = conn.execute(select(c.id, size).order_by(c.id).limit(PRUNE_CHUNK)).all()
+                    if not rows:
+                        break
+                    freed = 0
+                    for last_id, row_size in rows:
+                        freed += row_size
+                        if total - freed <= max_bytes:
+                            break
+                    over_cap += conn.execute(delete(ingest_rejects).where(c.id <= last_id)).rowcount
+                total -= freed
+        except SQLAlchemyError as exc:
+            raise StateStoreError(f"cannot prune the rejects: {_reason(exc)}") from None
+        return RejectsPruned(expired, over_cap, max(total, 0))
+
     # -- alarm-system health
 
     def alarm_transitions(
@@ -959,8 +1058,24 @@ class StateTransaction:
         if result.rowcount == 0:
             raise NotFoundError("alarm", alarm.id)
 
-    def add_alarm_event(self, event: AlarmEvent) -> None:
-        self._insert(alarm_events, _row_values(event))
+    def add_alarm_event(self, event: AlarmEvent, *, follow_up: bool = False) -> AlarmEvent:
+        """Record the event; with `follow_up`, also that its consequences are still to be committed."""
+        recorded = replace(event, id=self._insert(alarm_events, _row_values(event)))
+        if follow_up:
+            self.conn.execute(insert(alarm_followups).values(event_id=recorded.id, created_at=event.at))
+        return recorded
+
+    def take_followup(self, event_id: int) -> bool:
+        """Mark the event's consequences as committed with this transaction; False when they already were."""
+        deleted = self.conn.execute(delete(alarm_followups).where(alarm_followups.c.event_id == event_id))
+        return bool(deleted.rowcount)
+
+    def work_orders_of_alarm(self, alarm_id: int, statuses: Sequence[WorkOrderStatus] | None = None) -> list[WorkOrder]:
+        query = select(work_orders).where(work_orders.c.alarm_id == alarm_id)
+        if statuses is not None:
+            query = query.where(work_orders.c.status.in_(statuses))
+        rows = self.conn.execute(query.order_by(work_orders.c.id)).mappings()
+        return [_from_row(WorkOrder, row) for row in rows]
 
     def save_rule_state(self, rows: Sequence[tuple[str, str, dict[str, Any]]], at: datetime) -> None:
         """Insert or replace the memory of these (rule, device) pairs."""
@@ -1256,6 +1371,24 @@ class StateTransaction:
         )
         if result.rowcount == 0:
             raise NotFoundError("alarm flood", flood.id)
+
+
+def _reject_size_sql(dialect: Dialect) -> ColumnElement[int]:
+    """`reject_size` in SQL. PostgreSQL's octet_length reads a long text's size from its header without
+    decompressing it; SQLite before 3.43 has no octet_length, and counts a text's bytes cast to a blob."""
+    c = ingest_rejects.c
+
+    def octets(column: Any) -> ColumnElement[int]:
+        if dialect.name == "postgresql":
+            return func.octet_length(column)
+        return func.length(sql_cast(column, LargeBinary))
+
+    return octets(c.topic) + octets(c.reason) + octets(c.payload) + REJECT_ROW_BYTES
+
+
+def _rejects_total(conn: Connection) -> int:
+    total = conn.execute(select(func.coalesce(func.sum(_reject_size_sql(conn.dialect)), 0))).scalar_one()
+    return int(total)
 
 
 def _severity_order() -> Any:

@@ -7,22 +7,31 @@ element is judged on its own, so one bad element does not cost the good ones.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime
 from typing import NamedTuple
 
 import orjson
 
+from facmon.facility.clock import epoch_ms
 from facmon.facility.model import Device, DeviceType, Reading, Reject, Scalar
 from facmon.facility.registry import DeviceRegistry
 from facmon.facility.telemetry import DEFAULT_NOMINAL, FIELDS, REQUIRED_ANY, FieldSpec, Kind
-from facmon.facility.topics import parse_telemetry_topic
+from facmon.facility.topics import parse_telemetry_topic, telemetry_topic
 from facmon.ingest.errors import PayloadError
 
 log = logging.getLogger(__name__)
 
 MAX_REJECT_PAYLOAD = 64 * 1024
 MAX_STRING = 256
+# Integers every store holds as integers: SQLite's INTEGER, InfluxDB's `i` fields and PostgreSQL's bigint are
+# signed 64-bit. A larger one (orjson reads up to 2**64 - 1) would be refused by the store, or worse, raise
+# where a store error is expected and hold back every reading behind it.
+MIN_INT64 = -(2**63)
+MAX_INT64 = 2**63 - 1
+# One array of a gateway's backlog rejects at most this many elements one by one; the rest are one reject.
+MAX_ELEMENT_REJECTS = 20
 # Readings stamped before this are from a gateway whose clock was never set (1970) rather than from the past.
 EARLIEST_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 
@@ -63,17 +72,44 @@ class Decoder:
             return Decoded([], [_reject(topic, str(exc), received_ms, payload)])
         readings: list[Reading] = []
         rejects: list[Reject] = []
-        many = isinstance(objects, list)
-        items = objects if isinstance(objects, list) else [objects]
-        for index, item in enumerate(items):
+        if not isinstance(objects, list):
+            try:
+                readings.append(self._reading(device, objects, received_ms))
+            except PayloadError as exc:
+                rejects.append(_reject(topic, str(exc), received_ms, payload))
+            return Decoded(readings, rejects)
+        more: list[int] = []
+        for index, item in enumerate(objects):
             try:
                 readings.append(self._reading(device, item, received_ms))
             except PayloadError as exc:
-                if many:
+                if len(rejects) < MAX_ELEMENT_REJECTS:
                     rejects.append(_reject(topic, f"[{index}] {exc}", received_ms, orjson.dumps(item)))
                 else:
-                    rejects.append(_reject(topic, str(exc), received_ms, payload))
+                    more.append(index)
+        if more:
+            # A broken gateway's array of 100,000 bad elements is one reject more, not 100,000 rows.
+            reason = (
+                f"[{more[0]}..{more[-1]}] {len(more)} more elements rejected, not kept one by one "
+                f"(limit {MAX_ELEMENT_REJECTS} a message)"
+            )
+            rejects.append(_reject(topic, reason, received_ms, payload))
         return Decoded(readings, rejects)
+
+    def reject_reading(self, reading: Reading, reason: str) -> Reject:
+        """A decoded reading turned into a reject (a store refused it), kept as its device would have sent it."""
+        device = self._registry.get(reading.device_id)
+        topic = (
+            telemetry_topic(self._prefix, device.site, device.type, device.id)
+            if device is not None
+            else reading.device_id
+        )
+        item: dict[str, object] = {"ts": reading.ts_ms, **reading.fields}
+        if reading.seq is not None:
+            item["seq"] = reading.seq
+        # The standard library's encoder, not orjson: this is rare, and it writes integers past 64 bits too.
+        payload = json.dumps(item, default=str, ensure_ascii=False).encode()
+        return _reject(topic, reason, epoch_ms(datetime.now(UTC)), payload)
 
     def _device_for(self, topic: str) -> Device:
         device = self._devices_by_topic.get(topic)
@@ -127,8 +163,8 @@ class Decoder:
             elif key == "ts":
                 ts_ms = _timestamp(value)
             elif key == "seq":
-                if type(value) is not int or value < 0:
-                    raise PayloadError("seq must be a non-negative integer")
+                if type(value) is not int or not 0 <= value <= MAX_INT64:
+                    raise PayloadError(f"seq must be a non-negative integer of at most {MAX_INT64}")
                 seq = value
             else:
                 self._note_ignored(device.type, key)
@@ -178,6 +214,8 @@ def _check(spec: FieldSpec, value: object, bound: float | None) -> Scalar:
                 value = int(value)
         elif type(value) is not int:
             raise PayloadError(f"{spec.name} must be a number, got {_json_type(value)}")
+        if type(value) is int and not MIN_INT64 <= value <= MAX_INT64:
+            raise PayloadError(f"{spec.name} {value!r} is outside the 64-bit integer range the stores hold")
         number: float = value
         if spec.minimum is not None and number < spec.minimum:
             raise PayloadError(f"{spec.name} {number!r} is below the plausible minimum {spec.minimum:g}")
@@ -195,11 +233,16 @@ def _check(spec: FieldSpec, value: object, bound: float | None) -> Scalar:
         raise PayloadError(f"{spec.name} {value[:40]!r} is not one of {', '.join(spec.choices)}")
     if len(value) > MAX_STRING:
         raise PayloadError(f"{spec.name} is longer than {MAX_STRING} characters")
+    if not value.isprintable():
+        # NUL cannot be stored in PostgreSQL text; line breaks and other controls break logs and tag values.
+        raise PayloadError(f"{spec.name} {value[:40]!r} holds control characters")
     return value
 
 
 def _timestamp(value: object) -> int:
     if type(value) is int:
+        if not MIN_INT64 <= value <= MAX_INT64:
+            raise PayloadError("ts is outside the 64-bit integer range of epoch milliseconds")
         return value
     if type(value) is str:
         try:
@@ -227,5 +270,6 @@ def _json_type(value: object) -> str:
 
 
 def _reject(topic: str, reason: str, received_ms: int, payload: bytes) -> Reject:
-    text = payload[:MAX_REJECT_PAYLOAD].decode("utf-8", errors="replace")
+    # NUL cannot be kept in PostgreSQL text: it is shown as U+FFFD, like undecodable bytes.
+    text = payload[:MAX_REJECT_PAYLOAD].decode("utf-8", errors="replace").replace("\x00", "\ufffd")
     return Reject(topic, reason, datetime.fromtimestamp(received_ms / 1000, UTC), text)

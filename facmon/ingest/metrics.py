@@ -53,6 +53,20 @@ class IngestMetrics:
             registry=registry,
         )
 
+        self.bisections = Counter(
+            "facmon_ingest_bisections",
+            "Batches halved to find the readings the telemetry store refused",
+            registry=registry,
+        )
+        self.stalled = Gauge(
+            "facmon_ingest_stalled_seconds",
+            "How long the batch in hand has waited for a store (state, spool or rules) to take it; 0 when flowing",
+            registry=registry,
+        )
+
+    def watch_stall(self, stalled_for: Callable[[], float]) -> None:
+        self.stalled.set_function(stalled_for)
+
     def watch_spool(self, depth: Callable[[], float], oldest_age: Callable[[], float]) -> None:
         self.spool_depth.set_function(depth)
         self.spool_oldest_age.set_function(oldest_age)

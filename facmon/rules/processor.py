@@ -11,9 +11,11 @@ from datetime import datetime
 from typing import Protocol
 
 from facmon.facility.clock import epoch_ms
+from facmon.facility.errors import StateStoreError
 from facmon.facility.model import Alarm, AlarmEvent, AlarmState, Reading
 from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import ServiceRecord, StateStore
+from facmon.ingest.errors import SinkBehindError
 from facmon.rules.conditions import RuleSet
 from facmon.rules.engine import (
     ConditionChange,
@@ -70,7 +72,15 @@ class AlarmListener(Protocol):
 class RuleProcessor:
     """Holds the engine state between readings; the state store is the truth it is rebuilt from on start."""
 
-    def __init__(self, rules: RuleSet, registry: DeviceRegistry, store: StateStore, *, save_every: float = 1.0) -> None:
+    def __init__(
+        self,
+        rules: RuleSet,
+        registry: DeviceRegistry,
+        store: StateStore,
+        *,
+        save_every: float = 1.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._rules = rules
         self._registry = registry
         self._store = store
@@ -83,7 +93,10 @@ class RuleProcessor:
         # most every `save_every` s: serialising windows per batch would cost ingest more than the readings.
         self._dirty: set[ConditionKey] = set()
         self._save_every = save_every
-        self._saved_at = time.monotonic()
+        self._monotonic = monotonic
+        self._saved_at = monotonic()
+        self._unsaved = False
+        self.failed_readings = 0
         self.listeners: list[AlarmListener] = []
 
     @property
@@ -116,18 +129,35 @@ class RuleProcessor:
                 self._state = resume(self._state, now)
 
     def on_readings(self, readings: Sequence[Reading], now: datetime) -> None:
+        """Judge readings in order; each reading's alarm changes are committed in one transaction.
+
+        When the state store fails, raise SinkBehindError with how many readings were judged and committed: the
+        ingest pipeline hands the rest over again and acknowledges nothing meanwhile, so no alarm is lost. A
+        reading that trips a fault of the engine itself is logged, counted and passed over: it must not stop
+        the readings behind it.
+        """
         changes: list[AlarmChange] = []
+        done = 0
         try:
             with self._lock:
+                if self._unsaved:
+                    self._save_dirty(now)
                 before = self._state
                 now_ms = epoch_ms(now)
                 for reading in readings:
-                    state, events = evaluate(self._rules, self._state, reading, now, now_ms)
-                    for event in events:
-                        if (change := self._apply(event)) is not None:
-                            changes.append(change)
-                    # Only once its alarms are committed: if that fails, the next reading raises them again.
-                    self._state = state
+                    try:
+                        state, events = evaluate(self._rules, self._state, reading, now, now_ms)
+                        if events:
+                            changes += self._apply(events)
+                    except StateStoreError:
+                        raise
+                    except Exception:
+                        self.failed_readings += 1
+                        log.exception("rules: failed on a reading of %s at %s; passed over", reading.device_id, now)
+                    else:
+                        # Only once its alarms are committed: if that fails, the reading is judged again.
+                        self._state = state
+                    done += 1
                 memory, old = self._state.memory, before.memory
                 urgent = bool(changes)
                 for device_id in {r.device_id for r in readings}:
@@ -137,8 +167,10 @@ class RuleProcessor:
                         if mem is not (was := old.get(key)):
                             self._dirty.add(key)
                             urgent = urgent or _condition_moved(was, mem)
-                if urgent or time.monotonic() - self._saved_at >= self._save_every:
+                if urgent or self._monotonic() - self._saved_at >= self._save_every:
                     self._save_dirty(now)
+        except StateStoreError as exc:
+            raise SinkBehindError(done, f"rules: {exc}") from None
         finally:
             # What was committed is told even when the store fails halfway: each alarm gets its work order.
             self._tell(changes)
@@ -150,9 +182,8 @@ class RuleProcessor:
             with self._lock:
                 before = self._state
                 state, events = tick(self._rules, self._state, now)
-                for event in events:
-                    if (change := self._apply(event)) is not None:
-                        changes.append(change)
+                if events:
+                    changes += self._apply(events)
                 self._state = state
                 self._dirty.update(key for key, mem in state.memory.items() if mem is not before.memory.get(key))
                 self._save_dirty(now)
@@ -265,9 +296,9 @@ class RuleProcessor:
     def _commit_all(self, results: Sequence[tuple[Alarm, AlarmEvent]]) -> list[AlarmChange]:
         """Write operator or system changes to existing alarms in one transaction, then hold them."""
         with self._store.begin() as tx:
-            for alarm, audit in results:
+            results = [(alarm, tx.add_alarm_event(audit, follow_up=True)) for alarm, audit in results]
+            for alarm, _ in results:
                 tx.update_alarm(alarm)
-                tx.add_alarm_event(audit)
         changes = []
         for alarm, audit in results:
             key = (alarm.rule, alarm.device_id)
@@ -279,34 +310,44 @@ class RuleProcessor:
             changes.append(AlarmChange(alarm, audit, False))
         return changes
 
-    def _apply(self, event: ConditionEvent) -> AlarmChange | None:
-        key = (event.rule, event.device_id)
-        device = self._registry.get(event.device_id)
-        if device is None:
-            return None
-        current = self._alarms.get(key)
-        if event.device_id in self._out_of_service:
-            if event.kind is ConditionChange.UNSUPPRESSED:
-                return None  # its design no longer suppresses it, but maintenance still does
-            event = replace(event, suppressed=True)
-        result = on_condition(current, event, device)
-        if result is None:
-            return None
-        alarm, audit = result
-        new = current is None or current.state is AlarmState.CLEARED
+    def _apply(self, events: Sequence[ConditionEvent]) -> list[AlarmChange]:
+        """Commit the alarm changes of one reading's (or one tick's) events in one transaction, then hold them."""
+        held: dict[ConditionKey, Alarm | None] = {}
+        results: list[tuple[Alarm, AlarmEvent, bool]] = []
         with self._store.begin() as tx:
-            if new:
-                alarm = tx.insert_alarm(alarm)
-                audit = replace(audit, alarm_id=alarm.id)
+            for event in events:
+                key = (event.rule, event.device_id)
+                device = self._registry.get(event.device_id)
+                if device is None:
+                    continue
+                current = held[key] if key in held else self._alarms.get(key)
+                if event.device_id in self._out_of_service:
+                    if event.kind is ConditionChange.UNSUPPRESSED:
+                        continue  # its design no longer suppresses it, but maintenance still does
+                    event = replace(event, suppressed=True)
+                result = on_condition(current, event, device)
+                if result is None:
+                    continue
+                alarm, audit = result
+                new = current is None or current.state is AlarmState.CLEARED
+                if new:
+                    alarm = tx.insert_alarm(alarm)
+                    audit = replace(audit, alarm_id=alarm.id)
+                else:
+                    tx.update_alarm(alarm)
+                audit = tx.add_alarm_event(audit, follow_up=True)
+                held[key] = alarm
+                results.append((alarm, audit, new))
+        changes = []
+        for alarm, audit, new in results:
+            key = (alarm.rule, alarm.device_id)
+            if alarm.state is AlarmState.CLEARED:
+                self._alarms.pop(key, None)
             else:
-                tx.update_alarm(alarm)
-            tx.add_alarm_event(audit)
-        if alarm.state is AlarmState.CLEARED:
-            self._alarms.pop(key, None)
-        else:
-            self._alarms[key] = alarm
-        log.info("alarm %s %s: %s [%s] %s", alarm.id, audit.kind, alarm.device_id, alarm.severity, alarm.message)
-        return AlarmChange(alarm, audit, new)
+                self._alarms[key] = alarm
+            log.info("alarm %s %s: %s [%s] %s", alarm.id, audit.kind, alarm.device_id, alarm.severity, alarm.message)
+            changes.append(AlarmChange(alarm, audit, new))
+        return changes
 
     def flush(self, now: datetime) -> None:
         """Save the rule memory not saved yet; called on an orderly stop."""
@@ -318,10 +359,13 @@ class RuleProcessor:
         memory = self._state.memory
         rows = [(key[0], key[1], mem.to_json()) for key in self._dirty if (mem := memory.get(key)) is not None]
         if rows:
+            # Until it succeeds, the next batch saves first: an alarm's timer is never left unsaved under an ack.
+            self._unsaved = True
             with self._store.begin() as tx:
                 tx.save_rule_state(rows, now)
+        self._unsaved = False
         self._dirty.clear()
-        self._saved_at = time.monotonic()
+        self._saved_at = self._monotonic()
 
     def _tell(self, changes: list[AlarmChange]) -> None:
         for change in changes:

@@ -11,6 +11,7 @@ from facmon.facility.errors import NotFoundError, StateStoreError
 from facmon.facility.model import AlarmEvent, AlarmState, Reading
 from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import StateStore, StateTransaction
+from facmon.ingest.errors import SinkBehindError
 from facmon.rules.conditions import RuleSet
 from facmon.rules.lifecycle import LifecycleError
 from facmon.rules.processor import AlarmChange, RuleProcessor
@@ -182,9 +183,14 @@ def test_alarms_committed_before_a_store_failure_are_still_told(
         Reading("pump-1", int(at.timestamp() * 1000), {"pressure_bar": 2.5}),
         Reading("pump-2", int(at.timestamp() * 1000), {"pressure_bar": 2.5}),
     ]
-    with pytest.raises(StateStoreError):
+    with pytest.raises(SinkBehindError) as behind:
         p.on_readings(readings, at)
     assert [(c.alarm.device_id, c.event.kind) for c in recorder.changes] == [("pump-1", "raised")]
+    # The first reading is judged and committed; the second is handed over again and raises its alarm once.
+    assert behind.value.done == 1
+    p.on_readings(readings[behind.value.done :], at)
+    assert [(c.alarm.device_id, c.event.kind) for c in recorder.changes] == [("pump-1", "raised"), ("pump-2", "raised")]
+    assert sorted(a.device_id for a in store.list_alarms().items) == ["pump-1", "pump-2"]
 
 
 def test_acknowledging_many_is_one_transaction(
@@ -203,11 +209,11 @@ def test_acknowledging_many_is_one_transaction(
     written = {"n": 0}
     real = StateTransaction.add_alarm_event
 
-    def failing_second(self: StateTransaction, event: AlarmEvent) -> None:
+    def failing_second(self: StateTransaction, event: AlarmEvent, *, follow_up: bool = False) -> AlarmEvent:
         written["n"] += 1
         if written["n"] == 2:
             raise StateStoreError("disk full")
-        real(self, event)
+        return real(self, event, follow_up=follow_up)
 
     monkeypatch.setattr(StateTransaction, "add_alarm_event", failing_second)
     with pytest.raises(StateStoreError):

@@ -30,7 +30,7 @@ from facmon.facility.config import TelemetryStorageConfig
 from facmon.facility.model import Device, DeviceType, Reading, Scalar
 from facmon.facility.registry import DeviceRegistry
 from facmon.facility.telemetry import FIELDS, Kind
-from facmon.ingest.errors import TelemetryStoreError
+from facmon.ingest.errors import ReadingsRefusedError, TelemetryStoreError
 from facmon.ingest.storage import Aggregate, Point, TelemetryStore
 from facmon.ingest.storage.lineproto import LineEncoder
 
@@ -92,7 +92,7 @@ class _Schema:
         try:
             return self.encoder.lines(readings)
         except ValueError as exc:
-            raise TelemetryStoreError(f"cannot write to InfluxDB: {exc}") from None
+            raise ReadingsRefusedError(f"cannot write to InfluxDB: {exc}") from None
 
 
 def _typed(kind: Kind, value: Any) -> Scalar:
@@ -192,7 +192,10 @@ class InfluxV1Store:
                 headers={"Content-Encoding": "gzip", "Content-Type": "text/plain; charset=utf-8"},
             )
             if response.status != 204:
-                raise TelemetryStoreError(
+                # 400: the server read the lines and refused them (a field type conflict, a bad value); sending
+                # them again cannot help. Anything else (401, 404, 5xx) is the server, not the readings.
+                error = ReadingsRefusedError if response.status == 400 else TelemetryStoreError
+                raise error(
                     f"InfluxDB at {self.url} refused a write to {self.database} "
                     f"(HTTP {response.status}): {_v1_error(response)}"
                 )
@@ -494,7 +497,9 @@ class InfluxV2Store:
         except InfluxDBError as exc:
             status = getattr(exc, "status", None)
             detail = f"HTTP {status}: " if status else ""
-            raise TelemetryStoreError(
+            # A write answered 400 or 422 was read and refused for what it holds: sending it again cannot help.
+            error = ReadingsRefusedError if status in (400, 422) and what.startswith("write") else TelemetryStoreError
+            raise error(
                 f"InfluxDB at {self.url}: {what} failed: {detail}{_one_line(getattr(exc, 'message', exc))}"
             ) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from facmon.facility.model import Device, DeviceType, Reading, Scalar
 from facmon.facility.telemetry import FIELDS, Kind
-from facmon.ingest.errors import TelemetryStoreError
+from facmon.ingest.errors import ReadingsRefusedError, TelemetryStoreError
 from facmon.ingest.storage import Aggregate, Point
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class SqliteTelemetryStore:
         for r in readings:
             device_type = types.get(r.device_id)
             if device_type is None:
-                raise TelemetryStoreError(f"cannot write to {self.path}: device {r.device_id!r} is not registered")
+                raise ReadingsRefusedError(f"cannot write to {self.path}: device {r.device_id!r} is not registered")
             fields = r.fields
             rows[device_type].append((r.device_id, r.ts_ms, r.seq, *map(fields.get, _COLUMNS[device_type])))
         if not rows:
@@ -110,6 +110,10 @@ class SqliteTelemetryStore:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+        except (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError, OverflowError) as exc:
+            # The database answered and refused these values (an integer past 64 bits, a type it cannot bind):
+            # the same readings would fail again, so they are not a reason to spool.
+            raise ReadingsRefusedError(f"{self.path} refused the readings: {type(exc).__name__}: {exc}") from None
         except sqlite3.Error as exc:
             raise TelemetryStoreError(f"cannot write to {self.path}: {exc}") from None
 
