@@ -7,7 +7,7 @@ import pytest
 
 from facmon.facility.config import load_config
 from facmon.facility.registry import DeviceRegistry
-from facmon.ingest.decode import Decoder
+from facmon.ingest.decode import MAX_ELEMENT_REJECTS, Decoder
 from tests.conftest import EXAMPLE
 
 NOW_MS = 1_795_000_000_000  # 2026-11-18
@@ -140,3 +140,46 @@ sites: [{id: s, buildings: [{id: b, devices: [{id: p, type: power, name: P, nomi
     ok = decoder.decode("facility/s/power/p/telemetry", b'{"voltage_l1_v": 790}', NOW_MS)
     bad = decoder.decode("facility/s/power/p/telemetry", b'{"voltage_l1_v": 801}', NOW_MS)
     assert len(ok.readings) == 1 and "above the plausible maximum 800" in bad.rejects[0].reason
+
+
+# Past these, a store refuses the value (or Python's sqlite3 raises OverflowError): the decoder refuses first.
+OUT_OF_RANGE = [
+    (PUMP, b'{"pressure_bar": 4.0, "seq": 18446744073709551615}', "seq must be a non-negative integer"),
+    (PUMP, b'{"pressure_bar": 4.0, "seq": 9223372036854775808}', "seq must be a non-negative integer"),
+    (LIFT, b'{"state": "idle", "trips": 18446744073709551615}', "outside the 64-bit integer range"),
+    (LIFT, b'{"state": "idle", "trips": 9223372036854775808}', "outside the 64-bit integer range"),
+    (LIFT, b'{"state": "idle", "trips": 1e300}', "outside the 64-bit integer range"),
+    (POWER, b'{"voltage_l1_v": 230, "energy_kwh": 18446744073709551615}', "outside the 64-bit integer range"),
+    (PUMP, b'{"pressure_bar": 4.0, "ts": 18446744073709551615}', "ts is outside the 64-bit integer range"),
+    (LIFT, b'{"state": "fault", "fault_code": "E\\u0000"}', "holds control characters"),
+    (PUMP, b'{"pressure_bar": 4.0, "pump_id": "P1\\nP2"}', "holds control characters"),
+]
+
+
+@pytest.mark.parametrize(("topic", "payload", "expected"), OUT_OF_RANGE)
+def test_values_the_stores_cannot_hold_are_refused(decoder: Decoder, topic: str, payload: bytes, expected: str) -> None:
+    assert expected in reason(decoder, topic, payload)
+
+
+def test_the_edges_of_the_stores_ranges_are_accepted(decoder: Decoder) -> None:
+    [r], _ = one(decoder, LIFT, b'{"state": "idle", "trips": 9223372036854775807, "seq": 9223372036854775807}')
+    assert (r.fields["trips"], r.seq) == (2**63 - 1, 2**63 - 1)
+    [r], _ = one(decoder, POWER, b'{"voltage_l1_v": 230, "energy_kwh": 1.7976931348623157e308}')
+    assert r.fields["energy_kwh"] == 1.7976931348623157e308
+    [r], _ = one(decoder, LIFT, {"state": "fault", "fault_code": "困人 E31"})
+    assert r.fields["fault_code"] == "困人 E31"
+
+
+def test_a_nul_in_a_rejected_payload_is_kept_as_a_replacement_character(decoder: Decoder) -> None:
+    # PostgreSQL's text cannot hold NUL: the reject keeps the payload with U+FFFD in its place.
+    [reject] = one(decoder, PUMP, b'{"pressure_bar": "\x00"')[1]
+    assert "\x00" not in reject.payload
+    assert reject.payload == '{"pressure_bar": "\ufffd"'
+
+
+def test_a_huge_backlog_of_bad_elements_is_a_bounded_number_of_rejects(decoder: Decoder) -> None:
+    # 60,000 numbers in one array (240 KB, under the payload limit) once made 60,000 rows.
+    readings, rejects = one(decoder, PUMP, [{"pressure_bar": 4.0}] + [1.5] * 60_000)
+    assert len(readings) == 1
+    assert len(rejects) == MAX_ELEMENT_REJECTS + 1
+    assert rejects[-1].reason.startswith(f"[{MAX_ELEMENT_REJECTS + 1}..60000] {60_000 - MAX_ELEMENT_REJECTS} more")

@@ -5,6 +5,7 @@ What one backend answers, all answer: same values, same Python types, same windo
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -14,7 +15,8 @@ import pytest
 from facmon.facility.config import TelemetryStorageConfig
 from facmon.facility.model import Reading, Scalar
 from facmon.facility.registry import DeviceRegistry
-from facmon.ingest.errors import TelemetryStoreError
+from facmon.ingest.decode import MAX_INT64
+from facmon.ingest.errors import ReadingsRefusedError, TelemetryStoreError
 from facmon.ingest.storage import Aggregate, Point, TelemetryStore, open_telemetry_store
 from facmon.ingest.storage.influx import WRITE_CHUNK, InfluxV1Store, InfluxV2Store
 from facmon.ingest.storage.sqlite import SqliteTelemetryStore
@@ -101,6 +103,32 @@ def test_integers_stay_integers_and_numbers_sent_as_integers_come_back_as_floats
     assert kinds(volts) == {float}
     assert values(hertz) == [(T, 50.0), (T + 1000, 50.02)]
     assert kinds(hertz) == {float}
+
+
+def test_the_largest_values_ingest_accepts_are_stored_exactly(store: TelemetryStore) -> None:
+    # The decoder's edges: each store must hold what it lets through, or a reading would stall ingest.
+    store.write(
+        [
+            Reading("lift-1", T, {"state": "running", "trips": MAX_INT64}, seq=MAX_INT64),
+            Reading("power-1", T, {"voltage_l1_v": 230.0, "energy_kwh": MAX_INT64}),
+            Reading("power-1", T + 1000, {"voltage_l1_v": 230.0, "energy_kwh": sys.float_info.max}),
+        ]
+    )
+
+    assert values(store.query("lift-1", "trips", T, T + MINUTE)) == [(T, MAX_INT64)]
+    assert values(store.query("power-1", "energy_kwh", T, T + MINUTE)) == [
+        (T, float(MAX_INT64)),
+        (T + 1000, sys.float_info.max),
+    ]
+
+
+def test_a_value_past_the_stores_range_is_refused_for_itself_not_taken_for_an_outage(store: TelemetryStore) -> None:
+    # Past the decoder's edge (it never lets this through): the store says the readings are at fault, so
+    # ingest rejects them alone instead of spooling them and retrying for ever.
+    with pytest.raises(ReadingsRefusedError):
+        store.write([Reading("lift-1", T, {"state": "running", "trips": MAX_INT64 + 1})])
+    store.write([Reading("lift-1", T, {"state": "running", "trips": 1})])
+    assert values(store.query("lift-1", "trips", T, T + MINUTE)) == [(T, 1)]
 
 
 def test_booleans_come_back_as_booleans(store: TelemetryStore) -> None:
