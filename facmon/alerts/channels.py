@@ -3,7 +3,8 @@
 Each is a `Notifier`: it never raises for a failed delivery, it returns a `Delivery` saying whether trying
 again could help. Retryable: the other side was unreachable, slow, busy or rate-limiting. Not retryable: the
 other side understood and refused (bad URL or token, unknown recipient, failed authentication), where the same
-message sent again would be refused again.
+message sent again would be refused again. The detail of every delivery is redacted (`redaction.redact`) with
+the channel's own URL and secrets: viewers see it in the notification log.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import smtplib
 import ssl
 import threading
 import uuid
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Any
@@ -29,6 +32,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from facmon.alerts.notify import Delivery, Notification, Notifier
+from facmon.alerts.redaction import redact, redact_url
 from facmon.facility.config import EmailChannel, MqttChannel, MqttConfig, WebhookChannel
 
 Clock = Callable[[], datetime]
@@ -50,6 +54,32 @@ def build_channel(name: str, channel: WebhookChannel | EmailChannel | MqttChanne
 def _excerpt(text: str, limit: int = 200) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _redacted(delivery: Delivery, *, urls: Iterable[str] = (), secrets: Iterable[str | None] = ()) -> Delivery:
+    """The delivery with its detail redacted, then cut short: a secret cut in two would no longer be found."""
+    if not delivery.detail:
+        return delivery
+    known = [secret for secret in secrets if secret]
+    return replace(delivery, detail=_excerpt(redact(delivery.detail, urls=urls, secrets=known)))
+
+
+class _RedactingFilter(logging.Filter):
+    """Redacts what urllib3 logs: at debug level (`facmon --debug`) it logs each request's path, robot token
+    and all."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # arguments that do not fit the format: keep neither as they are
+            message = f"{record.msg} {record.args}"
+        record.msg, record.args = redact(message), None
+        return True
+
+
+# A logger's filters see only what is logged on that very logger, not on its children.
+for _module in ("connectionpool", "poolmanager", "connection", "response", "util.retry"):
+    logging.getLogger(f"urllib3.{_module}").addFilter(_RedactingFilter())
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -138,6 +168,10 @@ class WebhookNotifier:
         # No retries here: the outbox owns retrying, and needs to hear about each failure.
         self._pool = pool or urllib3.PoolManager(retries=False)
 
+    @property
+    def timeout(self) -> timedelta:
+        return self._channel.timeout
+
     def send(self, notification: Notification) -> Delivery:
         channel = self._channel
         now = self._clock()
@@ -160,20 +194,26 @@ class WebhookNotifier:
             if secret:
                 headers["X-Facmon-Signature"] = sign_generic(secret, timestamp_s, raw)
 
-        timeout = channel.timeout.total_seconds()
+        delivery = self._post(url, raw, headers)
+        # The signed URL too: DingTalk's signature is in its query.
+        return _redacted(delivery, urls=(channel.url, url), secrets=[secret])
+
+    def _post(self, url: str, raw: bytes, headers: dict[str, str]) -> Delivery:
+        timeout = self._channel.timeout.total_seconds()
         try:
             response = self._pool.request(
                 "POST", url, body=raw, headers=headers, timeout=urllib3.Timeout(connect=timeout, read=timeout)
             )
         except urllib3.exceptions.HTTPError as exc:
             # Refused connections, resets, timeouts, TLS handshakes that failed midway: all worth another go.
-            return Delivery(False, retryable=True, detail=f"{_redact(url)}: {_excerpt(str(exc))}")
+            return Delivery(False, retryable=True, detail=f"{redact_url(url)}: {exc}")
+        # A receiver's error page may quote the request's path: redacted with the rest of the detail.
         text = response.data.decode("utf-8", errors="replace")
         status = response.status
         if status == 429 or status >= 500:
-            return Delivery(False, retryable=True, detail=f"HTTP {status}: {_excerpt(text)}")
+            return Delivery(False, retryable=True, detail=f"HTTP {status}: {text}")
         if status >= 300:
-            return Delivery(False, retryable=False, detail=f"HTTP {status}: {_excerpt(text)}")
+            return Delivery(False, retryable=False, detail=f"HTTP {status}: {text}")
         return self._platform_verdict(text)
 
     def _platform_verdict(self, text: str) -> Delivery:
@@ -184,9 +224,9 @@ class WebhookNotifier:
         try:
             answer = json.loads(text)
         except ValueError:
-            return Delivery(False, retryable=False, detail=f"not the JSON answer {fmt} gives: {_excerpt(text)}")
+            return Delivery(False, retryable=False, detail=f"not the JSON answer {fmt} gives: {text}")
         if not isinstance(answer, dict):
-            return Delivery(False, retryable=False, detail=f"not the JSON answer {fmt} gives: {_excerpt(text)}")
+            return Delivery(False, retryable=False, detail=f"not the JSON answer {fmt} gives: {text}")
         if fmt == "feishu":
             code = answer.get("code", answer.get("StatusCode", 0))
             message = answer.get("msg", answer.get("StatusMessage", ""))
@@ -195,19 +235,13 @@ class WebhookNotifier:
         if code in (0, None):
             return Delivery(True)
         retryable = code in _RATE_LIMIT_CODES[fmt]
-        return Delivery(False, retryable=retryable, detail=f"{fmt} error {code}: {_excerpt(str(message))}")
+        return Delivery(False, retryable=retryable, detail=f"{fmt} error {code}: {message}")
 
 
 def _with_query(url: str, extra: dict[str, str]) -> str:
     parts = urlsplit(url)
     query = f"{parts.query}&{urlencode(extra)}" if parts.query else urlencode(extra)
     return urlunsplit(parts._replace(query=query))
-
-
-def _redact(url: str) -> str:
-    # Robot URLs carry their token in the query: keep it out of logs and the notification log.
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(query="…" if parts.query else ""))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -223,6 +257,10 @@ class EmailNotifier:
         self._channel = channel
         self._clock = clock
 
+    @property
+    def timeout(self) -> timedelta:
+        return self._channel.timeout
+
     def message(self, notification: Notification) -> EmailMessage:
         channel = self._channel
         msg = EmailMessage()
@@ -236,6 +274,10 @@ class EmailNotifier:
         return msg
 
     def send(self, notification: Notification) -> Delivery:
+        password = self._channel.password
+        return _redacted(self._send(notification), secrets=[password.get_secret_value() if password else None])
+
+    def _send(self, notification: Notification) -> Delivery:
         channel = self._channel
         msg = self.message(notification)
         timeout = channel.timeout.total_seconds()
@@ -258,7 +300,7 @@ class EmailNotifier:
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             replies = "; ".join(f"{rcpt}: {code} {_decode(text)}" for rcpt, (code, text) in exc.recipients.items())
-            return Delivery(False, retryable=all(400 <= c < 500 for c in codes), detail=_excerpt(replies))
+            return Delivery(False, retryable=all(400 <= c < 500 for c in codes), detail=replies)
         except smtplib.SMTPResponseException as exc:
             return Delivery(False, retryable=400 <= exc.smtp_code < 500, detail=_smtp_reply(exc))
         except smtplib.SMTPNotSupportedError as exc:
@@ -267,10 +309,10 @@ class EmailNotifier:
             return Delivery(False, retryable=False, detail=f"{channel.host}:{channel.port}: {exc.verify_message}")
         except (smtplib.SMTPException, OSError) as exc:
             # Refused, reset, timed out, or the server hung up: worth another go.
-            return Delivery(False, retryable=True, detail=f"{channel.host}:{channel.port}: {_excerpt(str(exc))}")
+            return Delivery(False, retryable=True, detail=f"{channel.host}:{channel.port}: {exc}")
         if refused:
             # Delivered to the others; sending again would repeat it to them, so it counts as sent.
-            return Delivery(True, detail=_excerpt("refused: " + ", ".join(refused)))
+            return Delivery(True, detail="refused: " + ", ".join(refused))
         return Delivery(True)
 
 
@@ -279,7 +321,7 @@ def _decode(text: bytes | str) -> str:
 
 
 def _smtp_reply(exc: smtplib.SMTPResponseException) -> str:
-    return _excerpt(f"SMTP {exc.smtp_code} {_decode(exc.smtp_error)}")
+    return f"SMTP {exc.smtp_code} {_decode(exc.smtp_error)}"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -304,7 +346,16 @@ class MqttNotifier:
         self._mqtt = mqtt
         self._clock = clock
 
+    @property
+    def timeout(self) -> timedelta:
+        return self._channel.timeout
+
     def send(self, notification: Notification) -> Delivery:
+        password = self._mqtt.password
+        delivery = self._send(notification)
+        return _redacted(delivery, urls=[self._mqtt.url], secrets=[password.get_secret_value() if password else None])
+
+    def _send(self, notification: Notification) -> Delivery:
         channel, mqtt = self._channel, self._mqtt
         timeout = channel.timeout.total_seconds()
         document = {"subject": notification.subject, "body": notification.body, "sent_at": self._clock().isoformat()}
@@ -336,7 +387,7 @@ class MqttNotifier:
         try:
             client.connect(mqtt.host, mqtt.port, keepalive=max(int(mqtt.keepalive.total_seconds()), 5))
         except (OSError, ValueError) as exc:
-            return Delivery(False, retryable=True, detail=f"{where}: {_excerpt(str(exc))}")
+            return Delivery(False, retryable=True, detail=f"{where}: {exc}")
         client.loop_start()
         try:
             if not connected.wait(timeout):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Protocol, TextIO
 
+from facmon.alerts.redaction import redact
 from facmon.facility.config import ConsoleChannel, MqttConfig, NotificationsConfig
 
 
@@ -33,12 +35,23 @@ class Notifier(Protocol):
     name: str
     language: str
 
+    @property
+    def timeout(self) -> timedelta:
+        """The channel's configured timeout: the outbox holds each attempt's claim for longer than this."""
+
     def send(self, notification: Notification) -> Delivery:
-        """Deliver, or say why not and whether trying again could help."""
+        """Deliver, or say why not and whether trying again could help.
+
+        The detail of a failure is shown to viewers and logged: it must not carry the channel's secrets
+        (see `facmon.alerts.redaction`).
+        """
 
 
 class ConsoleNotifier:
     """Writes to a stream (standard output by default): for demos, and for logs collected from stdout."""
+
+    # A write to a stream does not wait on anyone worth a timeout; the outbox's margin covers a slow pipe.
+    timeout = timedelta(0)
 
     def __init__(self, name: str, language: str = "en", stream: TextIO | None = None) -> None:
         self.name = name
@@ -52,7 +65,7 @@ class ConsoleNotifier:
             stream.write(f"[{self.name}{to}] {notification.subject}\n    {notification.body}\n")
             stream.flush()
         except (OSError, ValueError) as exc:
-            return Delivery(False, retryable=False, detail=str(exc))
+            return Delivery(False, retryable=False, detail=redact(str(exc)))
         return Delivery(True)
 
 

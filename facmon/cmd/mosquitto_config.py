@@ -1,7 +1,9 @@
 """`facmon mosquitto-config`: Mosquitto's password file and ACL, generated from the facility config.
 
-Each gateway's broker account may publish its own site's telemetry and its own status (and will), and read
-nothing; facmon's own account reads everything under the topic prefix and publishes nothing. A re-run keeps
+Each gateway's broker account may publish the telemetry of the device types it serves in its own site, and its
+own status (and will), and read nothing; facmon's own account reads everything under the topic prefix and
+publishes nothing. A gateway serves the types its `device_types` names; one without `device_types` serves its
+site's devices that no other gateway's types cover. A re-run keeps
 every password already handed out: an account without a password in the config keeps its entry in the
 existing password file, and only a new one gets a generated password, printed once.
 """
@@ -24,7 +26,8 @@ from typing import TextIO
 
 from pydantic import SecretStr
 
-from facmon.facility.config import FacilityConfig
+from facmon.facility.config import FacilityConfig, GatewayConfig, SiteConfig
+from facmon.facility.model import DeviceType
 from facmon.facility.topics import gateway_status_topic, telemetry_topic
 
 # mosquitto_passwd's defaults for its `$7$` (PBKDF2-SHA512) format. The broker hashes on every CONNECT, so
@@ -145,8 +148,22 @@ def plan_passwd(
     return plan
 
 
+def served_types(site: SiteConfig, gateway: GatewayConfig) -> list[DeviceType]:
+    """The device types whose telemetry a gateway may publish, in `DeviceType` order.
+
+    Its own `device_types`; without them, the types of its site's devices that no other gateway names, so that a
+    gateway without types cannot speak for the devices its neighbours serve.
+    """
+    if gateway.device_types:
+        wanted = set(gateway.device_types)
+    else:
+        named = {t for other in site.gateways for t in other.device_types}
+        wanted = {d.type for b in site.buildings for d in b.devices} - named
+    return [t for t in DeviceType if t in wanted]
+
+
 def render_acl(config: FacilityConfig, command: str) -> str:
-    """The acl_file: each gateway writes its site's telemetry and its own status; facmon reads everything."""
+    """The acl_file: each gateway writes its device types' telemetry and its own status; facmon reads everything."""
     prefix = config.mqtt.topic_prefix
     lines = [
         "# Mosquitto ACL generated from the facility config by",
@@ -160,11 +177,15 @@ def render_acl(config: FacilityConfig, command: str) -> str:
     ]
     for site in config.sites:
         for gateway in site.gateways:
+            types = served_types(site, gateway)
+            serves = f"{', '.join(types)} telemetry" if types else "no device type"
+            # A line break in a display name would end the comment and make the rest of the name a rule.
+            label = " ".join((gateway.name or gateway.id).split())
             lines += [
                 "",
-                f"# {gateway.name or gateway.id}, site {site.id}: its site's telemetry, its own status and will.",
+                f"# {label}, site {site.id}: {serves}, its own status and will.",
                 f"user {gateway.id}",
-                f"topic write {telemetry_topic(prefix, site.id, '+', '+')}",
+                *(f"topic write {telemetry_topic(prefix, site.id, t, '+')}" for t in types),
                 f"topic write {gateway_status_topic(prefix, site.id, gateway.id)}",
             ]
     return "\n".join(lines) + "\n"
@@ -192,6 +213,14 @@ def write_mosquitto_config(
             "broker passwords travel in clear text without TLS",
             file=stderr,
         )
+    for site in config.sites:
+        for gateway in site.gateways:
+            if not served_types(site, gateway):
+                print(
+                    f"facmon: warning: gateway {gateway.id} of site {site.id} may publish no telemetry: "
+                    "give it device_types, or add devices that no other gateway of its site serves",
+                    file=stderr,
+                )
     command = shlex.join(["facmon", "mosquitto-config", "--config", str(config_path), "--out", str(out_dir)])
     changed = _replace(passwd_path, plan.render(), mode=0o600)
     changed |= _replace(acl_path, render_acl(config, command), mode=0o644)

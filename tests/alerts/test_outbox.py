@@ -1,12 +1,13 @@
 """The notification outbox on real state stores (SQLite and PostgreSQL), with an injected clock.
 
 The channels are hand-written doubles of our `Notifier` interface: they keep what they were given and answer
-as told. The database is real.
+as told, or hang until the test lets them go on. The database is real.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,6 +26,7 @@ from facmon.facility.state import StateStore, notifications
 from facmon.rules.conditions import RuleSet
 from facmon.rules.processor import RuleProcessor
 from tests.conftest import EXAMPLE, FakeClock
+from tests.waiting import eventually
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NIGHT = datetime(2026, 11, 21, 18, 0, tzinfo=UTC)  # 02:00 on the 22nd in Shanghai
@@ -32,6 +34,8 @@ NIGHT = datetime(2026, 11, 21, 18, 0, tzinfo=UTC)  # 02:00 on the 22nd in Shangh
 
 class Channel:
     """A channel that keeps what it is sent and answers each send with the next of `answers` (the last repeats)."""
+
+    timeout = timedelta(0)
 
     def __init__(self, name: str, language: str = "en", *answers: Delivery) -> None:
         self.name = name
@@ -58,6 +62,7 @@ class BrokenLanguage:
     """A channel whose message cannot be rendered."""
 
     name = "pager"
+    timeout = timedelta(0)
 
     @property
     def language(self) -> str:
@@ -227,12 +232,14 @@ def test_a_row_claimed_when_facmon_died_is_retried_only_after_its_lease(state_ur
     store = StateStore.open(state_url)
     row_id = queue(store)
     with pytest.raises(Crash):
-        Outbox(store, {"duty": CrashingChannel("duty")}, clock, lease=timedelta(minutes=2)).deliver_due(clock.now())
+        Outbox(store, {"duty": CrashingChannel("duty")}, clock, lease_margin=timedelta(minutes=2)).deliver_due(
+            clock.now()
+        )
     store.close()
 
     store = StateStore.open(state_url)
     duty = Channel("duty")
-    outbox = Outbox(store, {"duty": duty}, clock, lease=timedelta(minutes=2))
+    outbox = Outbox(store, {"duty": duty}, clock, lease_margin=timedelta(minutes=2))
     assert outbox.deliver_due(clock.advance(seconds=5)) == 0  # the claim still holds it
     assert outbox.deliver_due(clock.advance(seconds=114)) == 0
     assert outbox.deliver_due(clock.advance(seconds=1)) == 1  # lease over: at most this one repeat
@@ -283,3 +290,84 @@ def test_due_rows_go_oldest_first_in_bounded_batches(state_store: StateStore) ->
     assert [n.key for n in duty.sent] == [str(ids[2]), str(ids[1])]
     assert outbox.deliver_due(clock.now()) == 1
     assert state_store.list_notifications(states=[NotificationState.PENDING]).total == 0
+
+
+class GatedChannel(Channel):
+    """A channel whose sends hang until the test opens the gate, as a receiver that has stopped answering."""
+
+    def __init__(self, name: str, timeout: timedelta = timedelta(0)) -> None:
+        super().__init__(name)
+        self.timeout = timeout
+        self.gate = threading.Event()
+        self.sending: list[str | None] = []
+
+    def send(self, notification: Notification) -> Delivery:
+        self.sending.append(notification.key)
+        assert self.gate.wait(30), "the test never opened the gate"
+        return super().send(notification)
+
+
+def test_a_hanging_channel_holds_up_neither_the_others_nor_the_batch(sqlite_store: StateStore) -> None:
+    clock = FakeClock(NIGHT)
+    mail, duty = GatedChannel("mail"), Channel("duty")
+    # The hanging channel's backlog is older and would fill the whole batch.
+    backlog = [queue(sqlite_store, f"WO-20261122-000{i}", channel="mail", at=NIGHT) for i in range(1, 4)]
+    page = queue(sqlite_store, "WO-20261122-0009", channel="duty", at=NIGHT)
+    outbox = Outbox(sqlite_store, {"mail": mail, "duty": duty}, clock, batch=2, wait=timedelta(milliseconds=50))
+    try:
+        outbox.deliver_due(clock.now())  # the batch is mail's first two; the first of them hangs
+        eventually(lambda: mail.sending == [str(backlog[0])], what="the first mail attempt")
+
+        outbox.deliver_due(clock.now())  # mail is busy: the batch reaches past its rows to the page
+        eventually(lambda: sqlite_store.get_notification(page).state is NotificationState.SENT, what="the page")
+        assert mail.sending == [str(backlog[0])]  # one channel, one attempt at a time, oldest first
+        assert [sqlite_store.get_notification(i).attempts for i in backlog] == [1, 0, 0]
+
+        mail.gate.set()
+        eventually(lambda: len(mail.sent) == 2, what="mail's first two, in order")
+        # Its third goes out in a round after mail is free again.
+        eventually(lambda: outbox.deliver_due(clock.now()) >= 0 and len(mail.sent) == 3, what="mail's third")
+        assert [n.key for n in mail.sent] == [str(i) for i in backlog]
+        assert [n.key for n in duty.sent] == [str(page)]
+    finally:
+        mail.gate.set()
+        outbox.close()
+
+
+class LeakyChannel(Channel):
+    """A channel that raises with its robot URL in the message."""
+
+    def send(self, notification: Notification) -> Delivery:
+        raise RuntimeError(f"cannot POST to https://hooks.slack.com/services/T024BE7LD/B01234567/{TOKEN}")
+
+
+TOKEN = "Zq8rT3xVn6Wb1Lk5Yh0Pm2Jc"
+
+
+def test_a_channel_that_raises_leaves_its_secret_neither_in_the_notification_log_nor_in_the_log(
+    sqlite_store: StateStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock(NIGHT)
+    row_id = queue(sqlite_store, channel="hook")
+    assert Outbox(sqlite_store, {"hook": LeakyChannel("hook")}, clock).deliver_due(clock.now()) == 0
+    row = sqlite_store.get_notification(row_id)
+    assert row.state is NotificationState.PENDING
+    assert row.last_error == "RuntimeError: cannot POST to https://hooks.slack.com/services/T0***"
+    assert "channel hook raised on notification" in caplog.text
+    assert "Traceback" in caplog.text and TOKEN not in caplog.text
+
+
+def test_an_attempt_is_claimed_for_its_channel_s_timeout_and_a_margin(sqlite_store: StateStore) -> None:
+    clock = FakeClock(NIGHT)
+    slow = GatedChannel("slow", timeout=timedelta(minutes=5))
+    row_id = queue(sqlite_store, channel="slow")
+    outbox = Outbox(sqlite_store, {"slow": slow}, clock, lease_margin=timedelta(seconds=30), wait=timedelta(0))
+    try:
+        outbox.deliver_due(clock.now())
+        eventually(lambda: slow.sending, what="the attempt")
+        claimed = sqlite_store.get_notification(row_id)
+        assert (claimed.attempts, claimed.next_attempt_at) == (1, NIGHT + timedelta(minutes=5, seconds=30))
+    finally:
+        slow.gate.set()
+        outbox.close()
+    assert sqlite_store.get_notification(row_id).state is NotificationState.SENT

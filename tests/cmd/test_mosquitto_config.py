@@ -1,7 +1,8 @@
 """`facmon mosquitto-config` as an installer meets it: the files it writes, loaded by a real mosquitto.
 
 Mosquitto 2 drops a publish it does not authorise without telling the MQTT 3.1.1 client, so a denied publish
-is proven by a reader that receives the allowed message sent after it and never the denied one.
+is proven by a reader that receives the allowed message sent after it and never the denied one. Under MQTT 5
+it also says so: the PUBACK's reason code is "Not authorized" (0x87).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from facmon.cmd.broker import free_port
@@ -54,6 +55,29 @@ sites:
         devices:
           - {{id: p2, type: pump, name: Pump 2}}
 """
+
+# One site, its gateways split by device type as in the example facility, and one gateway without types.
+BY_TYPE = f"""
+mqtt:
+  url: mqtt://127.0.0.1:1883
+  username: facmon
+  topic_prefix: {PREFIX}
+sites:
+  - id: north
+    gateways:
+      - {{id: gw-pump-room, name: Pump room, device_types: [pump, power]}}
+      - {{id: gw-fire-panel, name: Fire panel, device_types: smoke}}
+      - {{id: gw-north-other}}
+    buildings:
+      - id: main
+        devices:
+          - {{id: p1, type: pump, name: Pump 1}}
+          - {{id: s1, type: smoke, name: Smoke detector 1}}
+          - {{id: s2, type: smoke, name: Smoke detector 2}}
+          - {{id: lift-1, type: elevator, name: Lift 1}}
+"""
+
+NOT_AUTHORIZED = 0x87
 
 pytestmark = pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="needs the mosquitto binary")
 
@@ -129,17 +153,22 @@ class Client:
         password: str,
         will_topic: str | None = None,
         client_id: str | None = None,
+        protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv311,
     ) -> None:
         self.connack: ReasonCode | None = None
         self.subacks: dict[int, list[ReasonCode]] = {}
+        self.pubacks: dict[int, ReasonCode] = {}
         self.messages: list[tuple[str, bytes]] = []
         self.dropped = False
-        self.mqtt = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"test-{uuid.uuid4().hex[:8]}")
+        self.mqtt = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id or f"test-{uuid.uuid4().hex[:8]}", protocol=protocol
+        )
         self.mqtt.username_pw_set(user, password)
         if will_topic:
             self.mqtt.will_set(will_topic, b"offline", qos=1, retain=True)
         self.mqtt.on_connect = self._on_connect
         self.mqtt.on_subscribe = self._on_subscribe
+        self.mqtt.on_publish = self._on_publish
         self.mqtt.on_message = self._on_message
         self.mqtt.connect(broker.host, broker.port)
         self.mqtt.loop_start()
@@ -151,6 +180,9 @@ class Client:
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, codes: list[ReasonCode], props: Any) -> None:
         self.subacks[mid] = codes
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: ReasonCode, props: Any) -> None:
+        self.pubacks[mid] = reason_code
 
     def _on_message(self, client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self.messages.append((message.topic, bytes(message.payload)))
@@ -165,9 +197,15 @@ class Client:
         [code] = eventually(lambda: self.subacks.get(mid, []), what=f"SUBACK for {topic}")
         return code
 
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
-        """Publish with QoS 1 and return once the broker has acknowledged it (which it does even when it drops it)."""
-        self.mqtt.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> ReasonCode:
+        """Publish with QoS 1, wait for the broker's PUBACK (sent even when it drops the message), return its code.
+
+        Under MQTT 3.1.1 the code is always success; under MQTT 5 it says whether the broker took the message.
+        """
+        info = self.mqtt.publish(topic, payload, qos=1, retain=retain)
+        info.wait_for_publish(10)
+        eventually(lambda: info.mid in self.pubacks, what=f"PUBACK for {topic}")
+        return self.pubacks[info.mid]
 
     def topics(self) -> list[str]:
         return [topic for topic, _ in self.messages]
@@ -247,18 +285,73 @@ def test_writes_a_0600_password_file_in_mosquitto_2_format_and_an_acl(facility: 
     assert rules == [
         "user facmon",
         f"topic read {PREFIX}/#",
+        # Gateways without device_types serve their site's devices: pumps, the only type there.
         "user gw-north-1",
-        f"topic write {PREFIX}/north/+/+/telemetry",
+        f"topic write {PREFIX}/north/pump/+/telemetry",
         f"topic write {PREFIX}/north/gateway/gw-north-1/status",
         "user gw-north-2",
-        f"topic write {PREFIX}/north/+/+/telemetry",
+        f"topic write {PREFIX}/north/pump/+/telemetry",
         f"topic write {PREFIX}/north/gateway/gw-north-2/status",
         "user gw-south-1",
-        f"topic write {PREFIX}/south/+/+/telemetry",
+        f"topic write {PREFIX}/south/pump/+/telemetry",
         f"topic write {PREFIX}/south/gateway/gw-south-1/status",
     ]
     [warning] = [line for line in result.stderr.splitlines() if line.startswith("facmon: warning:")]
     assert warning.startswith("facmon: warning: mqtt.url is mqtt://127.0.0.1:1883, not mqtts://")
+
+
+def test_each_gateway_may_write_only_the_telemetry_of_the_device_types_it_serves(tmp_path: Path, out: Path) -> None:
+    facility = tmp_path / "facility.yaml"
+    facility.write_text(BY_TYPE)
+    result = mosquitto_config(facility, out, FACMON_MQTT__URL="mqtts://127.0.0.1:8883")
+    assert result.returncode == 0, result.stderr
+
+    acl = (out / "acl").read_text()
+    assert "\n# Pump room, site north: pump, power telemetry, its own status and will.\n" in acl
+    rules = [line for line in acl.splitlines() if line and not line.startswith("#")]
+    assert rules == [
+        "user facmon",
+        f"topic read {PREFIX}/#",  # facmon's own account is left as it was
+        "user gw-pump-room",
+        f"topic write {PREFIX}/north/pump/+/telemetry",
+        f"topic write {PREFIX}/north/power/+/telemetry",
+        f"topic write {PREFIX}/north/gateway/gw-pump-room/status",
+        "user gw-fire-panel",
+        f"topic write {PREFIX}/north/smoke/+/telemetry",
+        f"topic write {PREFIX}/north/gateway/gw-fire-panel/status",
+        # No types of its own: the site's devices that no other gateway serves, the lift.
+        "user gw-north-other",
+        f"topic write {PREFIX}/north/elevator/+/telemetry",
+        f"topic write {PREFIX}/north/gateway/gw-north-other/status",
+    ]
+    assert "facmon: warning:" not in result.stderr
+
+
+def test_a_gateway_left_with_no_device_type_keeps_only_its_status_and_is_warned_about(
+    tmp_path: Path, out: Path
+) -> None:
+    facility = tmp_path / "facility.yaml"
+    facility.write_text(BY_TYPE.replace("          - {id: lift-1, type: elevator, name: Lift 1}\n", ""))
+    result = mosquitto_config(facility, out, FACMON_MQTT__URL="mqtts://127.0.0.1:8883")
+    assert result.returncode == 0, result.stderr
+
+    acl = (out / "acl").read_text()
+    assert "\n# gw-north-other, site north: no device type, its own status and will.\n" in acl
+    rules = [line for line in acl.splitlines() if line and not line.startswith("#")]
+    assert rules[-2:] == ["user gw-north-other", f"topic write {PREFIX}/north/gateway/gw-north-other/status"]
+    assert [line for line in result.stderr.splitlines() if line.startswith("facmon: warning:")] == [
+        "facmon: warning: gateway gw-north-other of site north may publish no telemetry: "
+        "give it device_types, or add devices that no other gateway of its site serves"
+    ]
+
+
+def test_a_line_break_in_a_gateway_name_cannot_add_a_rule(facility: Path, out: Path) -> None:
+    facility.write_text(FACILITY.replace("name: Pump room}", 'name: "Pump room\\ntopic write #"}'))
+    result = mosquitto_config(facility, out)
+    assert result.returncode == 0, result.stderr
+    acl = (out / "acl").read_text()
+    assert "topic write #" not in acl.splitlines()
+    assert "# Pump room topic write #, site north: pump telemetry, its own status and will." in acl.splitlines()
 
 
 def test_no_clear_text_warning_with_tls(facility: Path, out: Path) -> None:
@@ -340,6 +433,53 @@ def test_gateway_cannot_publish_for_another_site_or_another_gateway(
 
     eventually(lambda: facmon.messages, what="facmon receives the allowed message")
     assert facmon.topics() == [allowed]
+
+
+@pytest.fixture
+def by_type(tmp_path: Path, out: Path) -> Iterator[tuple[AuthBroker, dict[str, str]]]:
+    """BY_TYPE's files, with facmon's password from the environment and the gateways' generated, loaded by a broker."""
+    facility = tmp_path / "facility.yaml"
+    facility.write_text(BY_TYPE)
+    result = mosquitto_config(facility, out, FACMON_MQTT__PASSWORD="facmon-secret")
+    assert result.returncode == 0, result.stderr
+    passwords = {"facmon": "facmon-secret", **generated(result.stdout)}
+    broker = AuthBroker(out)
+    yield broker, passwords
+    broker.stop()
+
+
+def test_the_pump_room_gateway_cannot_speak_for_the_smoke_detectors(
+    by_type: tuple[AuthBroker, dict[str, str]], clients: list[Client]
+) -> None:
+    broker, passwords = by_type
+    facmon = Client(broker, "facmon", passwords["facmon"])
+    clients.append(facmon)
+    assert not facmon.subscribe(f"{PREFIX}/#").is_failure  # reads everything
+
+    mqtt5 = MQTTProtocolVersion.MQTTv5
+    pump_room = Client(broker, "gw-pump-room", passwords["gw-pump-room"], protocol=mqtt5)
+    fire_panel = Client(broker, "gw-fire-panel", passwords["gw-fire-panel"], protocol=mqtt5)
+    clients += [pump_room, fire_panel]
+    assert pump_room.accepted and fire_panel.accepted
+
+    smoke, pump = f"{PREFIX}/north/smoke/s1/telemetry", f"{PREFIX}/north/pump/p1/telemetry"
+    # What a stolen pump-room password would be used for: all clear from a detector in alarm.
+    forged = pump_room.publish(smoke, b'{"state": "normal"}')
+    assert forged.value == NOT_AUTHORIZED, forged
+    assert pump_room.publish(f"{PREFIX}/north/elevator/lift-1/telemetry", b'{"state": "idle"}').value == NOT_AUTHORIZED
+    assert fire_panel.publish(pump, b'{"pressure_bar": 9.9}').value == NOT_AUTHORIZED
+    assert not pump_room.publish(pump, b'{"pressure_bar": 4.1}').is_failure
+    assert not pump_room.publish(f"{PREFIX}/north/gateway/gw-pump-room/status", b"online").is_failure
+    assert not fire_panel.publish(smoke, b'{"state": "alarm"}').is_failure
+
+    # The broker took each publish before the next was sent and forwards in that order: a denied message that
+    # got through would be among the first three facmon receives.
+    eventually(lambda: len(facmon.messages) >= 3, what="facmon receives the three allowed messages")
+    assert facmon.messages[:3] == [
+        (pump, b'{"pressure_bar": 4.1}'),
+        (f"{PREFIX}/north/gateway/gw-pump-room/status", b"online"),
+        (smoke, b'{"state": "alarm"}'),
+    ]
 
 
 def test_gateway_reads_nothing(configured: tuple[AuthBroker, dict[str, str]], clients: list[Client]) -> None:
