@@ -35,9 +35,10 @@ from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import StateStore
 from facmon.facility.topics import parse_gateway_status_topic
 from facmon.ingest.decode import Decoder
-from facmon.ingest.metrics import IngestMetrics
+from facmon.ingest.metrics import IngestMetrics, RejectMetrics
 from facmon.ingest.pipeline import IngestPipeline
 from facmon.ingest.presence import DevicePresence, GatewayPresence
+from facmon.ingest.rejects import RejectGate, RejectSources
 from facmon.ingest.spool import Spool
 from facmon.ingest.storage import open_telemetry_store
 from facmon.ingest.subscriber import Message, MqttSubscriber
@@ -48,6 +49,9 @@ from facmon.rules.processor import RuleProcessor
 log = logging.getLogger(__name__)
 
 RETENTION_EVERY_S = 3600.0
+# How often the rejects' retention and size cap are applied; during a flood of bad input, ingest also prunes
+# each time a tenth of the cap has been written, so the cap holds between two runs too.
+REJECTS_PRUNE_EVERY_S = 300.0
 # How often the outbox looks for notifications that are due: a page waits at most this long to be sent.
 OUTBOX_EVERY_S = 1.0
 # How often escalations and SLA timers are looked at: a step or a breach is at most this late.
@@ -80,6 +84,12 @@ class Service:
             if latest is not None:
                 self.presence.restore(device.id, *latest)
 
+        self.reject_gate = RejectGate(
+            config.ingest.rejects,
+            RejectSources(config.mqtt.topic_prefix, config.sites, self.registry),
+            self.state,
+            RejectMetrics(self.metrics),
+        )
         self.pipeline = IngestPipeline(
             Decoder(
                 self.registry,
@@ -95,6 +105,7 @@ class Service:
             metrics=IngestMetrics(self.metrics),
             acknowledge=self._acknowledge,
             batch_size=config.ingest.batch_size,
+            reject_gate=self.reject_gate,
         )
         self.subscriber = MqttSubscriber(config.mqtt, self.pipeline.submit, on_status=self._on_gateway_status)
 
@@ -121,6 +132,8 @@ class Service:
             max_attempts=delivery.max_attempts,
             base_delay=delivery.base_delay,
             max_delay=delivery.max_delay,
+            # A channel still sending after one cycle goes on by itself: the next cycle serves the others.
+            wait=timedelta(seconds=OUTBOX_EVERY_S),
         )
         self.rules.listeners.append(self.work_orders)
         # Alarms committed before a crash or a state-store outage whose work orders and pages were not.
@@ -148,6 +161,7 @@ class Service:
         )
         self.scheduler.every("outbox", OUTBOX_EVERY_S, self.outbox.deliver_due, at_start=True)
         self.scheduler.every("retention", RETENTION_EVERY_S, self._apply_retention, at_start=True)
+        self.scheduler.every("rejects", REJECTS_PRUNE_EVERY_S, self.reject_gate.prune, at_start=True)
         if config.maintenance.plans:
             every = config.maintenance.check_every.total_seconds()
             self.scheduler.every("maintenance", every, self.maintenance.check, at_start=True)
@@ -215,6 +229,8 @@ class Service:
 
     def stop(self) -> None:
         self.scheduler.stop()
+        # A page in flight gets a moment to record its outcome; one hanging longer is sent again after its lease.
+        self.outbox.close(timedelta(seconds=5))
         self.subscriber.stop()
         self.pipeline.stop()
         self.rules.flush(self.clock.now())

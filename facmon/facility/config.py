@@ -22,8 +22,10 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
+    ByteSize,
     Field,
     SecretStr,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -219,9 +221,14 @@ class ApiConfig(_Model):
     public_url: str | None = None
     # How long a sign-in lasts: a shift, by default.
     session_ttl: Duration = timedelta(hours=12)
-    # Failed sign-ins in a row that lock a user out, and for how long.
+    # Failed sign-ins in a row from one address that lock a user out from there, and for how long; ten times as
+    # many from all addresses together lock the user out everywhere.
     max_failed_logins: int = Field(5, ge=1, le=100)
     lockout: Duration = timedelta(minutes=15)
+    # Sign-ins one client address may try per minute, in bursts of as many: each costs a password hash.
+    sign_ins_per_minute: int = Field(10, ge=1, le=10_000)
+    # The largest request body taken, in bytes: refused before it is read.
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
 
     @field_validator("public_url")
     @classmethod
@@ -234,12 +241,70 @@ class ApiConfig(_Model):
         return value.rstrip("/")
 
 
+# The most of a reject's payload ever kept; facmon.ingest.decode cuts there before anything else.
+MAX_REJECT_PAYLOAD_BYTES = 64 * 1024
+_BYTE_SIZE: TypeAdapter[ByteSize] = TypeAdapter(ByteSize)
+
+
+def _byte_size(value: object) -> ByteSize:
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 4096, 4KiB or 100MB")
+    try:
+        return _BYTE_SIZE.validate_python(value)
+    except ValidationError:
+        raise ValueError(f"{value!r} is not a size such as 4096, 4KiB or 100MB") from None
+
+
+# A number of bytes, or with a unit: 4KiB, 100MB (10^6), 1GiB (2^30).
+Size = Annotated[ByteSize, BeforeValidator(_byte_size)]
+
+
+class RejectsConfig(_Model):
+    """How much of what ingest refuses is kept: bad input is stored with its reason, within these bounds, and
+    what is not stored is counted. A faulty gateway must not fill the disk the alarms depend on."""
+
+    # Rejects stored per minute from each source (a gateway, or a topic's site and device), and how many more
+    # a source may send at once after a quiet time.
+    rate: float = Field(60.0, gt=0, le=1_000_000)
+    burst: int = Field(300, ge=1, le=1_000_000)
+    # Sources tracked one by one; beyond them, the least recently seen ones share one allowance.
+    max_sources: int = Field(1000, ge=10, le=100_000)
+    # Of each reject, this much of the payload is stored (in UTF-8 bytes).
+    max_payload_bytes: Size = ByteSize(4096)
+    # Of all rejects together; the oldest are deleted beyond it.
+    max_total_bytes: Size = ByteSize(100_000_000)
+    retention: Duration = timedelta(days=30)
+
+    @field_validator("max_payload_bytes")
+    @classmethod
+    def _payload_bounds(cls, value: ByteSize) -> ByteSize:
+        if not 256 <= value <= MAX_REJECT_PAYLOAD_BYTES:
+            raise ValueError(f"between 256 and {MAX_REJECT_PAYLOAD_BYTES} (64KiB), got {int(value)}")
+        return value
+
+    @field_validator("max_total_bytes")
+    @classmethod
+    def _total_bounds(cls, value: ByteSize) -> ByteSize:
+        # Room for 16 rejects of the largest payload at least; a tebibyte is a typo, not a plan.
+        if not 1024**2 <= value <= 1024**4:
+            raise ValueError(f"between 1MiB and 1TiB, got {int(value)}")
+        return value
+
+    @field_validator("retention")
+    @classmethod
+    def _retention_bounds(cls, value: timedelta) -> timedelta:
+        if value < timedelta(hours=1):
+            raise ValueError("at least 1h")
+        return value
+
+
 class IngestConfig(_Model):
     max_payload_bytes: int = Field(256 * 1024, ge=1024, le=16 * 1024 * 1024)
     max_future_skew: Duration = timedelta(minutes=5)
     stale_after: Duration = timedelta(minutes=5)
     offline_after: Duration = timedelta(minutes=30)
     batch_size: int = Field(1000, ge=1, le=100_000)
+    rejects: RejectsConfig = RejectsConfig()
 
 
 class AlarmsConfig(_Model):

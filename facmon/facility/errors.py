@@ -2,7 +2,7 @@
 
 FacilityError
 ├── ConfigError        the config file cannot be read or does not validate; carries every problem found
-└── StateStoreError    the state store cannot be opened or reached
+└── StateStoreError    the state store cannot be opened or reached, or stays locked (SQLite)
     └── NotFoundError  a requested alarm, work order, … does not exist
 """
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from enum import Enum
@@ -36,6 +37,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    and_,
     case,
     create_engine,
     delete,
@@ -43,6 +45,8 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    literal,
+    or_,
     select,
     text,
     update,
@@ -50,8 +54,8 @@ from sqlalchemy import (
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import Connection, ExceptionContext, make_url
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql import LABEL_STYLE_TABLENAME_PLUS_COL, ColumnElement
 
@@ -453,14 +457,62 @@ def migrate(engine: Engine) -> None:
         alembic_command.upgrade(config, "head")
 
 
+# How long a statement waits for a SQLite database that another connection is writing to. Ingest and the rules
+# wait long, as their writes may queue behind a burst of others; a caller someone is waiting on (an API request)
+# gives up sooner, with `lock_wait`.
+LOCK_WAIT_S = 10.0
+_LOCK_WAIT_MS = int(LOCK_WAIT_S * 1000)
+_lock_wait_s: ContextVar[float] = ContextVar("facmon_state_lock_wait_s", default=LOCK_WAIT_S)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets the API read while ingest writes; foreign keys are off by default in SQLite.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={_LOCK_WAIT_MS}")
     cursor.close()
+
+
+@contextmanager
+def lock_wait(seconds: float) -> Iterator[None]:
+    """Within the block, and in the threads it hands its context to, wait at most `seconds` for a locked SQLite
+    database before a statement fails (as StateStoreError)."""
+    token = _lock_wait_s.set(seconds)
+    try:
+        yield
+    finally:
+        _lock_wait_s.reset(token)
+
+
+def _sqlite_lock_wait(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+    """Give a pooled connection, as it is checked out, the busy timeout of the caller's context."""
+    wanted = int(_lock_wait_s.get() * 1000)
+    if record.info.get("busy_timeout_ms", _LOCK_WAIT_MS) != wanted:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={wanted}")
+        cursor.close()
+        record.info["busy_timeout_ms"] = wanted
+
+
+# SQLite's primary code for an error in the statement itself (no such table, a syntax error): a bug, not an outage.
+_SQLITE_ERROR = 1
+
+
+def _unavailable(context: ExceptionContext) -> None:
+    """Turn a database that cannot be reached, or is locked or failing, into StateStoreError, so that every caller
+    (API, ingest, rules, alerts) meets the domain error. Constraint violations and mistakes in a statement stay
+    SQLAlchemy's errors: retrying would not help them."""
+    if context.is_pre_ping:
+        return  # the pool replaces a pooled connection that died by itself
+    error = context.sqlalchemy_exception
+    if not (context.is_disconnect or isinstance(error, OperationalError | InterfaceError)):
+        return
+    code = getattr(context.original_exception, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF == _SQLITE_ERROR:
+        return
+    raise StateStoreError(f"state store unavailable: {_reason(error or context.original_exception)}")
 
 
 class StateStore:
@@ -479,9 +531,12 @@ class StateStore:
             engine = create_engine(url, pool_pre_ping=True)
             if engine.dialect.name == "sqlite":
                 event.listen(engine, "connect", _sqlite_pragmas)
+                event.listen(engine, "checkout", _sqlite_lock_wait)
             store = cls(engine)
             if create:
                 migrate(engine)
+            # After the migration, whose failures say that the store cannot be opened.
+            event.listen(engine, "handle_error", _unavailable)
         except (SQLAlchemyError, OSError, ImportError) as exc:
             raise StateStoreError(f"cannot open the state store {make_url(url)!r}: {_reason(exc)}") from None
         return store
@@ -931,12 +986,12 @@ class StateStore:
                     rows = conn.execute(select(c.id, size).order_by(c.id).limit(PRUNE_CHUNK)).all()
                     if not rows:
                         break
-                    freed = 0
-                    for last_id, row_size in rows:
-                        freed += row_size
+                    freed = cut = 0
+                    for row_id, row_size in rows:
+                        freed, cut = freed + row_size, row_id
                         if total - freed <= max_bytes:
                             break
-                    over_cap += conn.execute(delete(ingest_rejects).where(c.id <= last_id)).rowcount
+                    over_cap += conn.execute(delete(ingest_rejects).where(c.id <= cut)).rowcount
                 total -= freed
         except SQLAlchemyError as exc:
             raise StateStoreError(f"cannot prune the rejects: {_reason(exc)}") from None
@@ -1294,6 +1349,20 @@ class StateTransaction:
 
     def update_user(self, user: User) -> None:
         self.conn.execute(update(users).where(users.c.id == user.id).values(_without_id(_row_values(user))))
+
+    def count_sign_in_attempt(self, username: str, at: datetime, *, limit: int, locks_until: datetime) -> User | None:
+        """Count an attempt to sign in as `username` before its password is checked, in one statement: concurrent
+        attempts each get a count of their own, so that no more than `limit` in a row reach a password check. The
+        attempt that reaches `limit` locks the user out until `locks_until`; the first after a lockout counts 1.
+        The user as counted, or None when there is no such user."""
+        c = users.c
+        lockout_over = and_(c.locked_until.is_not(None), c.locked_until <= at, c.failed_logins >= limit)
+        count = case((lockout_over, 1), else_=c.failed_logins + 1)
+        not_locked = or_(c.locked_until.is_(None), c.locked_until <= at)
+        until = case((and_(count >= limit, not_locked), literal(locks_until, UTCDateTime())), else_=c.locked_until)
+        counted = update(users).where(c.username == username).values(failed_logins=count, locked_until=until)
+        row = self.conn.execute(counted.returning(*c)).mappings().first()
+        return None if row is None else _from_row(User, row)
 
     def insert_token(self, token: ApiToken) -> ApiToken:
         return replace(token, id=self._insert(api_tokens, _row_values(token)))

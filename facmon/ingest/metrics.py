@@ -70,3 +70,42 @@ class IngestMetrics:
     def watch_spool(self, depth: Callable[[], float], oldest_age: Callable[[], float]) -> None:
         self.spool_depth.set_function(depth)
         self.spool_oldest_age.set_function(oldest_age)
+
+
+class RejectMetrics:
+    """What ingest refused and did not keep in full. Labels are the reason and a configured site (or `other`),
+    never a device or a topic: a faulty gateway must not grow the metrics as it would grow the table."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.dropped = Counter(
+            "facmon_ingest_rejects_dropped",
+            "Rejects not stored because their source sent more than its rate, by site",
+            ["reason", "site"],
+            registry=registry,
+        )
+        self.truncated = Counter(
+            "facmon_ingest_rejects_truncated",
+            "Rejects stored with their payload cut at ingest.rejects.max_payload_bytes, by site",
+            ["site"],
+            registry=registry,
+        )
+        self.deleted = Counter(
+            "facmon_ingest_rejects_deleted",
+            "Stored rejects deleted, by reason: size_cap (the oldest, over max_total_bytes) or retention",
+            ["reason"],
+            registry=registry,
+        )
+        self.stored_bytes = Gauge(
+            "facmon_ingest_rejects_stored_bytes",
+            "What the stored rejects take as the size cap counts it: exact after each prune, estimated between",
+            registry=registry,
+        )
+        self.prunes = Counter(
+            "facmon_ingest_rejects_prunes",
+            "Passes of the rejects' size cap and retention, by trigger: schedule or written (bytes since the last)",
+            ["trigger"],
+            registry=registry,
+        )
+
+    def watch_stored_bytes(self, stored: Callable[[], float]) -> None:
+        self.stored_bytes.set_function(stored)

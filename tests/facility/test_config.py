@@ -278,3 +278,39 @@ def test_a_time_of_day_written_without_quotes_is_refused() -> None:
     assert 'notifications.daily_summary: write a time of day in quotes, e.g. "09:30"' in str(caught.value)
     config = parse_config(MINIMAL + 'notifications: {daily_summary: "08:30"}\n', env={})
     assert config.notifications.daily_summary == time(8, 30)
+
+
+def test_the_rejects_section_has_bounded_defaults_and_takes_sizes_with_units() -> None:
+    defaults = parse_config(MINIMAL, env={}).ingest.rejects
+    assert (defaults.rate, defaults.burst, defaults.max_sources) == (60, 300, 1000)
+    assert (defaults.max_payload_bytes, defaults.max_total_bytes) == (4096, 100_000_000)
+    assert defaults.retention == timedelta(days=30)
+    limits = "{rate: 6, burst: 20, max_payload_bytes: 2KiB, max_total_bytes: 2MB, retention: 7d}"
+    text = MINIMAL + f"ingest: {{rejects: {limits}}}\n"
+    rejects = parse_config(text, env={"FACMON_INGEST__REJECTS__MAX_TOTAL_BYTES": "1GiB"}).ingest.rejects
+    assert (rejects.rate, rejects.burst, rejects.max_payload_bytes) == (6, 20, 2048)
+    assert rejects.max_total_bytes == 1024**3
+    assert rejects.retention == timedelta(days=7)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("{rate: 0}", "ingest.rejects.rate: Input should be greater than 0"),
+        ("{burst: 0}", "ingest.rejects.burst: Input should be greater than or equal to 1"),
+        ("{max_sources: 5}", "ingest.rejects.max_sources: Input should be greater than or equal to 10"),
+        ("{max_payload_bytes: 1MB}", "ingest.rejects.max_payload_bytes: between 256 and 65536 (64KiB), got 1000000"),
+        ("{max_payload_bytes: 100}", "ingest.rejects.max_payload_bytes: between 256 and 65536 (64KiB), got 100"),
+        ("{max_total_bytes: 10KB}", "ingest.rejects.max_total_bytes: between 1MiB and 1TiB, got 10000"),
+        ("{max_total_bytes: lots}", "ingest.rejects.max_total_bytes: 'lots' is not a size such as 4096, 4KiB or 100MB"),
+        ("{max_total_bytes: yes}", "ingest.rejects.max_total_bytes: expected a size such as 4096, 4KiB or 100MB"),
+        ("{retention: 10m}", "ingest.rejects.retention: at least 1h"),
+        ("{retention: forever}", "ingest.rejects.retention: 'forever' is not a duration"),
+        ("{keep: all}", "ingest.rejects.keep: unknown key"),
+    ],
+)
+def test_bad_reject_limits_name_their_key(value: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(MINIMAL + f"ingest: {{rejects: {value}}}\n", env={})
+    assert len(caught.value.problems) == 1
+    assert message in str(caught.value.problems[0])

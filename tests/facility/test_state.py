@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -22,7 +23,7 @@ from facmon.facility.model import (
     WorkOrderSource,
     WorkOrderStatus,
 )
-from facmon.facility.state import StateStore
+from facmon.facility.state import REJECT_ROW_BYTES, RejectsPruned, StateStore, reject_size
 
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 
@@ -192,6 +193,68 @@ def test_rejects_newest_first(state_store: StateStore) -> None:
     page = state_store.list_rejects()
     assert page.total == 2
     assert [r.reason for _, r in page.items] == ["unknown device", "bad json"]
+
+
+def add_rejects(store: StateStore, count: int, payload: str, at: datetime = T0) -> list[Reject]:
+    topics = [f"facility/riverside/pump/pump-{i:04d}/telemetry" for i in range(count)]
+    rejects = [Reject(topic, "not JSON", at, payload) for topic in topics]
+    with store.begin() as tx:
+        tx.add_rejects(rejects)
+    return rejects
+
+
+def test_the_size_of_rejects_counts_utf8_bytes_of_topic_reason_and_payload(state_store: StateStore) -> None:
+    rejects = [
+        Reject("facility/riverside/pump/pump-1/telemetry", "payload is not valid UTF-8", T0, "\ufffd(\ufffd"),
+        Reject("facility/riverside/pump/泵-1/telemetry", "unknown device '泵-1'", T0, '{"pressure_bar": "高"}'),
+    ]
+    with state_store.begin() as tx:
+        tx.add_rejects(rejects)
+    # U+FFFD, as undecodable bytes are kept, is 3 bytes on disk, not 1 character.
+    assert reject_size(rejects[0]) == 40 + 26 + 7 + REJECT_ROW_BYTES
+    assert state_store.rejects_size() == sum(reject_size(r) for r in rejects)
+
+
+def test_pruning_deletes_the_oldest_rejects_until_the_rest_fit_the_cap(state_store: StateStore) -> None:
+    rejects = add_rejects(state_store, 2500, "x" * 120)  # more than two chunks of deletes
+    one = reject_size(rejects[0])
+    assert state_store.prune_rejects(max_bytes=3000 * one, older_than=T0 - timedelta(days=30)) == RejectsPruned(
+        0, 0, 2500 * one
+    )
+    pruned = state_store.prune_rejects(max_bytes=600 * one + one // 2, older_than=T0 - timedelta(days=30))
+    assert pruned == RejectsPruned(expired=0, over_cap=1900, remaining_bytes=600 * one)
+    assert state_store.rejects_size() == 600 * one
+    page = state_store.list_rejects(limit=1000)
+    assert page.total == 600
+    assert page.items[-1][1].topic == rejects[1900].topic  # the newest are kept
+
+
+def test_pruning_deletes_rejects_older_than_the_retention_first(state_store: StateStore) -> None:
+    add_rejects(state_store, 1200, "{", at=T0 - timedelta(days=31))
+    recent = add_rejects(state_store, 3, "{", at=T0 - timedelta(days=29))
+    pruned = state_store.prune_rejects(max_bytes=1_000_000, older_than=T0 - timedelta(days=30))
+    assert pruned == RejectsPruned(expired=1200, over_cap=0, remaining_bytes=sum(reject_size(r) for r in recent))
+    assert state_store.list_rejects().total == 3
+
+
+def test_the_space_of_pruned_rejects_is_reused_by_the_next(sqlite_store: StateStore, tmp_path: Path) -> None:
+    """SQLite keeps the pages of deleted rows in the file and fills them again: writing ten times the cap, a
+    cap's worth between two prunes, the file stops growing after the first rounds, at the cap and one round."""
+    cap = 2_000_000
+
+    def round_of_writes() -> int:
+        for _ in range(5):
+            add_rejects(sqlite_store, 100, "x" * 4000)
+        assert sqlite_store.prune_rejects(max_bytes=cap, older_than=T0 - timedelta(days=30)).remaining_bytes <= cap
+        return (tmp_path / "state.db").stat().st_size
+
+    settled = max(round_of_writes() for _ in range(3))
+    assert settled < 3 * cap
+    for _ in range(7):
+        assert round_of_writes() <= settled + 64 * 1024, "pages of deleted rejects are not being reused"
+    # The write-ahead log is checkpointed back into the file every 1000 pages: its size is set by that and by
+    # the largest transaction, not by how much was ever written.
+    assert (tmp_path / "state.db-wal").stat().st_size < 8 * 1024 * 1024
 
 
 def test_naive_datetimes_are_refused(state_store: StateStore) -> None:
