@@ -1,4 +1,4 @@
-"""`create_app(services)`: the FastAPI application, its routers and its error handling."""
+"""`create_app(services)`: the FastAPI application, its routers, its middlewares and its error handling."""
 
 from __future__ import annotations
 
@@ -9,14 +9,17 @@ from fastapi.staticfiles import StaticFiles
 
 from facmon import __version__
 from facmon.api import problems
-from facmon.api.auth import requires
+from facmon.api.auth import Credentials, requires
 from facmon.api.deps import Services
+from facmon.api.headers import SecurityHeaders
+from facmon.api.limits import AddressThrottle, BodyLimit, LockWait
 from facmon.api.routes import (
     alarm_kpis,
     alarms,
     auth,
     dashboard,
     devices,
+    docs,
     gateways,
     health,
     ingest,
@@ -36,12 +39,24 @@ def create_app(services: Services) -> FastAPI:
         title="facmon",
         version=__version__,
         summary="Facility monitoring and alerting: devices, alarms, work orders, notifications",
+        # Served by routes/docs.py, with the content security policy those pages need.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.services = services
+    app.state.sign_in_throttle = AddressThrottle()
     problems.install(app)
-    # Open: liveness and readiness, sign-in, the dashboard's page (it asks to sign in) and the signed
-    # acknowledge links. Each route of the others needs a token of at least `viewer`, and more where it acts.
-    for module in (health, auth, dashboard):
+    # The last added runs first: security headers on every answer, then the body limit, then the lock wait, then
+    # the token, each before anything reads the body. They read the services when a request needs them, not
+    # here: an app without services still serves its OpenAPI document.
+    app.add_middleware(Credentials)
+    app.add_middleware(LockWait)
+    app.add_middleware(BodyLimit)
+    app.add_middleware(SecurityHeaders)
+    # Open: liveness and readiness, sign-in, the dashboard's page (it asks to sign in), the API's description and
+    # the signed acknowledge links (auth.OPEN_PATHS). Each route of the others needs a token of at least
+    # `viewer`, and more where it acts.
+    for module in (health, auth, dashboard, docs):
         app.include_router(module.router)
     signed_in = [Depends(requires(Role.VIEWER))]
     for module in (

@@ -37,6 +37,9 @@ class Services:
     gateways: GatewayPresence = field(default_factory=lambda: GatewayPresence(()))
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     seq_gaps: Callable[[str], int] = lambda _device_id: 0
+    # How long the batch in hand has waited for a store to take it (0 while ingest flows).
+    ingest_stalled_for: Callable[[], float] = lambda: 0.0
+    ingest_error: Callable[[], str | None] = lambda: None
     # The channels a new work order is announced on (its messages are queued, the outbox sends them).
     notifiers: Sequence[Notifier] = ()
     # Pages the on-call for new work orders and takes acknowledgements; None when nobody is paged.

@@ -1,4 +1,8 @@
-"""Every error the API returns is application/problem+json (RFC 9457), made here and nowhere else."""
+"""Every error the API returns is application/problem+json (RFC 9457), made here and nowhere else.
+
+The middlewares that answer before the app's error handlers run (body limit, credentials) make theirs with the
+functions here too, so that a refusal looks the same wherever it is made.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from facmon.alerts.errors import AckLinkError, AcknowledgeError, TransitionInputError, TransitionNotAllowedError
+from facmon.api.headers import SECURITY_HEADERS
 from facmon.facility.errors import ConfigError, NotFoundError, StateStoreError
 from facmon.ingest.errors import TelemetryStoreError
 from facmon.rules.lifecycle import LifecycleError
@@ -19,6 +24,8 @@ from facmon.rules.lifecycle import LifecycleError
 log = logging.getLogger(__name__)
 
 PROBLEM = "application/problem+json"
+# When to ask again after a 503 of the state store: a locked database or a restarting server is back in seconds.
+RETRY_AFTER_S = 5
 
 
 def problem(status: int, title: str, detail: str | None = None, **extra: Any) -> JSONResponse:
@@ -29,14 +36,28 @@ def problem(status: int, title: str, detail: str | None = None, **extra: Any) ->
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
 
 
+def http_problem(exc: HTTPException) -> JSONResponse:
+    response = problem(exc.status_code, _title(exc.status_code), str(exc.detail) if exc.detail else None)
+    for name, value in (exc.headers or {}).items():  # WWW-Authenticate on a 401, Allow on a 405
+        response.headers[name] = value
+    return response
+
+
+def store_unavailable(exc: StateStoreError, *, signed_in: bool) -> JSONResponse:
+    """503 for a state store that cannot be reached or is locked. Why is said only to a signed-in caller: the
+    database's own message names hosts, ports and files."""
+    log.error("state store: %s", exc)
+    detail = str(exc) if signed_in else "the state store does not answer: try again shortly"
+    response = problem(503, "State store unavailable", detail)
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
+
+
 def install(app: FastAPI) -> None:
     # Starlette's HTTPException: FastAPI's own is a subclass, and unknown routes raise the base class.
     @app.exception_handler(HTTPException)
     async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
-        response = problem(exc.status_code, _title(exc.status_code), str(exc.detail) if exc.detail else None)
-        for name, value in (exc.headers or {}).items():  # WWW-Authenticate on a 401, Allow on a 405
-            response.headers[name] = value
-        return response
+        return http_problem(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -76,10 +97,10 @@ def install(app: FastAPI) -> None:
         errors = [{"loc": p.path, "msg": p.message, "source": p.source, "line": p.line} for p in exc.problems]
         return problem(422, "Invalid configuration", "; ".join(str(p) for p in exc.problems), errors=errors)
 
+    # NotFoundError, a StateStoreError too, has its own handler above: the nearest class's handler answers.
     @app.exception_handler(StateStoreError)
-    async def _store(_request: Request, exc: StateStoreError) -> JSONResponse:
-        log.error("state store: %s", exc)
-        return problem(503, "State store unavailable", str(exc))
+    async def _store(request: Request, exc: StateStoreError) -> JSONResponse:
+        return store_unavailable(exc, signed_in=getattr(request.state, "principal", None) is not None)
 
     @app.exception_handler(TelemetryStoreError)
     async def _telemetry(_request: Request, exc: TelemetryStoreError) -> JSONResponse:
@@ -89,7 +110,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(500, "Internal server error", "the error was logged")
+        response = problem(500, "Internal server error", "the error was logged")
+        # Sent from outside the middlewares, which add these to every other answer.
+        response.headers.update(SECURITY_HEADERS)
+        return response
 
 
 def _title(status: int) -> str:

@@ -184,6 +184,8 @@ class Service:
                 gateways=self.gateways,
                 metrics=self.metrics,
                 seq_gaps=self.pipeline.duplicates.gaps,
+                ingest_stalled_for=self.pipeline.stalled_for,
+                ingest_error=lambda: self.pipeline.last_error,
                 notifiers=notifiers,
                 escalator=self.escalator,
             )

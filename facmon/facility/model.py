@@ -306,7 +306,8 @@ class User:
     password_hash: str
     created_at: datetime
     disabled: bool = False
-    # Failed sign-ins in a row, and until when sign-in is refused after too many.
+    # Sign-in attempts from all addresses since the last success (each counted before its password is checked),
+    # and until when sign-in is refused everywhere after too many.
     failed_logins: int = 0
     locked_until: datetime | None = None
 

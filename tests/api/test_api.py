@@ -15,7 +15,12 @@ def test_health_is_open_and_readiness_reports_each_part(service) -> None:
     ready = api.get("/readyz")
     assert ready.status_code == 503  # the subscriber was never started: no broker
     assert ready.headers["content-type"] == "application/problem+json"
-    assert ready.json()["checks"] == {"broker": "not connected", "state_store": "ok", "telemetry_store": "ok"}
+    assert ready.json()["checks"] == {
+        "broker": "not connected",
+        "state_store": "ok",
+        "telemetry_store": "ok",
+        "ingest": "ok",
+    }
 
 
 def test_devices_with_latest_values_status_and_alarm_counts(service) -> None:

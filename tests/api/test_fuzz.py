@@ -197,7 +197,12 @@ def test_no_request_gets_a_server_error(case: Case, fuzzed: Fuzzed) -> None:
     if case.path == "/readyz" and response.status_code == 503:
         # Not started, the service has no broker connection, so it is not ready: the documented 503 saying so is
         # the one server error that is right, as long as that is all it says.
-        assert response.json()["checks"] == {"broker": "not connected", "state_store": "ok", "telemetry_store": "ok"}
+        assert response.json()["checks"] == {
+            "broker": "not connected",
+            "state_store": "ok",
+            "telemetry_store": "ok",
+            "ingest": "ok",
+        }
         return
     case.validate_response(response, checks=[not_a_server_error])
     if 400 <= response.status_code < 500:  # every refusal is a problem (RFC 9457), made by facmon/api/problems.py

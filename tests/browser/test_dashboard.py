@@ -68,8 +68,14 @@ def test_sign_in_see_an_alarm_live_acknowledge_it_and_switch_language(running, b
     page: Page = browser_page  # type: ignore[assignment]
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # What the content security policy blocks, the browser reports on the console: it would be missing from the page.
+    refused: list[str] = []
+    page.on(
+        "console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text else None
+    )
 
-    page.goto(base)
+    opened = page.goto(base)
+    assert opened is not None and "script-src 'self'" in opened.headers["content-security-policy"]
     expect(page.locator("#signin")).to_be_visible()
     page.screenshot(path=ARTIFACTS / "01-sign-in.png")
     page.fill("input[name=username]", "li.na")
@@ -125,3 +131,4 @@ def test_sign_in_see_an_alarm_live_acknowledge_it_and_switch_language(running, b
     page.click("#back")
     page.screenshot(path=ARTIFACTS / "08-phone.png", full_page=True)
     assert errors == []
+    assert refused == []

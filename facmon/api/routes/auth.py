@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from facmon.api.auth import SESSION_COOKIE, Admin, Authenticated, requires
 from facmon.api.deps import ServicesDep
+from facmon.api.limits import AddressThrottle, client_address
 from facmon.api.problems import problem
 from facmon.api.routes.params import Id, ends_after
 from facmon.api.schemas import Page, RequestBody, local_time
@@ -98,20 +99,27 @@ def _me(principal: Principal, services: ServicesDep) -> Me:
     "/auth/login",
     response_model=Session,
     summary="Sign in: a session token (and cookie) for the shift",
-    responses={401: {"description": "Wrong username or password"}, 429: {"description": "Locked out for a while"}},
+    responses={
+        401: {"description": "Wrong username or password"},
+        429: {"description": "Too many sign-ins from this address, or locked out for a while"},
+    },
 )
 def login(services: ServicesDep, request: Request, body: SignIn) -> Response:
     now = services.clock.now()
+    address = client_address(request)
+    throttle: AddressThrottle = request.app.state.sign_in_throttle
+    per_minute = services.config.api.sign_ins_per_minute
+    # Before the password is hashed: each hash costs 64 MiB and tens of milliseconds.
+    if wait := throttle.take(address, now, per_minute):
+        log.warning("sign-in from %s refused: more than %d a minute", address, per_minute)
+        return _too_many("too many sign-ins from this address: try again later", wait)
     try:
-        token, principal = services.accounts.sign_in(body.username, body.password, now)
+        token, principal = services.accounts.sign_in(body.username, body.password, now, address=address)
     except LockedOutError as exc:
-        wait = max(1, int((exc.until - now).total_seconds()))
-        log.warning("sign-in of %r refused: locked out until %s", body.username, exc.until)
-        refused = problem(429, "Too Many Requests", str(exc))
-        refused.headers["Retry-After"] = str(wait)
-        return refused
+        log.warning("sign-in of %r from %s refused: locked out until %s", body.username, address, exc.until)
+        return _too_many(str(exc), max(1, int((exc.until - now).total_seconds())))
     except SignInError as exc:
-        log.warning("failed sign-in of %r from %s", body.username, request.client.host if request.client else "?")
+        log.warning("failed sign-in of %r from %s", body.username, address)
         return problem(401, "Unauthorized", str(exc))
     session = Session(token=token, **_me(principal, services).model_dump())
     response = JSONResponse(session.model_dump(mode="json"))
@@ -126,6 +134,12 @@ def login(services: ServicesDep, request: Request, body: SignIn) -> Response:
     )
     log.info("%s signed in (%s)", principal.name, principal.role)
     return response
+
+
+def _too_many(detail: str, retry_after: int) -> Response:
+    refused = problem(429, "Too Many Requests", detail)
+    refused.headers["Retry-After"] = str(retry_after)
+    return refused
 
 
 @router.post("/auth/logout", status_code=204, summary="Sign out: the session token stops working")

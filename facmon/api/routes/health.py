@@ -1,17 +1,27 @@
+"""Liveness, readiness and metrics."""
+
 from __future__ import annotations
+
+import logging
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from facmon.api.auth import requires
+from facmon.api.auth import MaybeAuthenticated, requires
 from facmon.api.deps import ServicesDep
 from facmon.api.schemas import Health, Readiness
 from facmon.facility.errors import StateStoreError
 from facmon.facility.model import Role
 from facmon.ingest.errors import TelemetryStoreError
 
+log = logging.getLogger(__name__)
+
 router = APIRouter(tags=["health"])
+
+# A batch waiting this long for a store (state store down, spool full) makes the worker not ready: nothing it
+# receives is acknowledged, and its broker session fills up.
+INGEST_STALLED_AFTER_S = 30.0
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness: the process answers")
@@ -22,10 +32,11 @@ def healthz() -> Health:
 @router.get(
     "/readyz",
     response_model=Readiness,
-    summary="Readiness: broker connected, state and telemetry stores reachable",
+    summary="Readiness: broker connected, state and telemetry stores reachable, ingest not stalled",
+    description="Open, saying `ok` or `unavailable` per part; with a token of any role, why a part is not ok.",
     responses={503: {"description": "Not ready; `checks` says what is not"}},
 )
-def readyz(services: ServicesDep) -> Readiness | JSONResponse:
+def readyz(services: ServicesDep, principal: MaybeAuthenticated) -> Readiness | JSONResponse:
     checks = {"broker": "ok" if services.broker_connected() else "not connected"}
     try:
         services.state.ping()
@@ -37,8 +48,16 @@ def readyz(services: ServicesDep) -> Readiness | JSONResponse:
         checks["telemetry_store"] = "ok"
     except TelemetryStoreError as exc:
         checks["telemetry_store"] = str(exc)
+    stalled = services.ingest_stalled_for()
+    checks["ingest"] = (
+        "ok" if stalled < INGEST_STALLED_AFTER_S else f"stalled for {stalled:.0f} s: {services.ingest_error()}"
+    )
     if all(v == "ok" for v in checks.values()):
         return Readiness(status="ready", checks=checks)
+    log.warning("not ready: %s", "; ".join(f"{part}: {why}" for part, why in checks.items() if why != "ok"))
+    if principal is None:
+        # The errors name hosts, ports and files: only for those with a token. Health checks need only this.
+        checks = {part: "ok" if why == "ok" else "unavailable" for part, why in checks.items()}
     return JSONResponse(
         {"type": "about:blank", "title": "Not ready", "status": 503, "checks": checks},
         status_code=503,

@@ -83,8 +83,8 @@ def _html(title: str, message: str, *, status: int = 200, raw: bool = False) -> 
         '<!doctype html><html><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)}</title>"
-        "<style>body{font:18px system-ui,sans-serif;margin:2em;max-width:40em}"
-        "button{font-size:1.2em;padding:.6em 1.2em}</style></head>"
+        # A file, not an inline style: the content security policy allows facmon's own files only.
+        '<link rel="stylesheet" href="/static/ack.css"></head>'
         f"<body><h1>{escape(title)}</h1><p>{body}</p></body></html>"
     )
     return HTMLResponse(page, status_code=status)
