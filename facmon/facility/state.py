@@ -57,7 +57,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, ExceptionContext, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
-from sqlalchemy.sql import LABEL_STYLE_TABLENAME_PLUS_COL, ColumnElement
+from sqlalchemy.sql import LABEL_STYLE_TABLENAME_PLUS_COL, ColumnElement, Select
 
 from facmon.facility.errors import NotFoundError, StateStoreError
 from facmon.facility.model import (
@@ -616,30 +616,27 @@ class StateStore:
     # -- the live stream: changes after a cursor, each with its alarm or work order as it is now
 
     def alarm_changes_after(self, after_id: int, limit: int) -> list[tuple[AlarmEvent, Alarm]]:
-        query = (
-            select(alarm_events, alarms)
-            .join(alarms, alarms.c.id == alarm_events.c.alarm_id)
-            .where(alarm_events.c.id > after_id)
-            .order_by(alarm_events.c.id)
-            .limit(limit)
+        return self._alarm_changes(
+            select(alarm_events, alarms).join(alarms, alarms.c.id == alarm_events.c.alarm_id),
+            alarm_events.c.id > after_id,
+            limit,
         )
-        with self.engine.connect() as conn:
-            rows = conn.execute(query.set_label_style(LABEL_STYLE_TABLENAME_PLUS_COL)).mappings().all()
-        return [
-            (_from_row(AlarmEvent, _prefixed(row, "alarm_events_")), _from_row(Alarm, _prefixed(row, "alarms_")))
-            for row in rows
-        ]
 
     def pending_followups(self, before: datetime, limit: int = 100) -> list[tuple[AlarmEvent, Alarm]]:
         """Alarm changes committed before `before` whose consequences are not, oldest first."""
-        query = (
+        return self._alarm_changes(
             select(alarm_events, alarms)
             .join(alarm_followups, alarm_followups.c.event_id == alarm_events.c.id)
-            .join(alarms, alarms.c.id == alarm_events.c.alarm_id)
-            .where(alarm_followups.c.created_at < before)
-            .order_by(alarm_events.c.id)
-            .limit(limit)
+            .join(alarms, alarms.c.id == alarm_events.c.alarm_id),
+            alarm_followups.c.created_at < before,
+            limit,
         )
+
+    def _alarm_changes(
+        self, joined: Select[Any], where: ColumnElement[bool], limit: int
+    ) -> list[tuple[AlarmEvent, Alarm]]:
+        """Audit events with their alarm as it is now, oldest first."""
+        query = joined.where(where).order_by(alarm_events.c.id).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(query.set_label_style(LABEL_STYLE_TABLENAME_PLUS_COL)).mappings().all()
         return [
