@@ -30,7 +30,7 @@ interleaved, so that a change in the machine's load hits every query). Two layer
 
 Also counted per layer: the collector's full collections, which stop the process and explain most of a p99 far
 above the p95. Prints one JSON object; times are in milliseconds. Figures only: nothing is asserted.
-`make bench` runs it; `--help` lists the options.
+`make bench` runs it; `--smoke` runs the same in seconds; `--help` lists the options.
 """
 
 from __future__ import annotations
@@ -84,6 +84,9 @@ PER_SITE = 10
 TARGET_P95_MS = 50
 DAY_S = 86_400
 HOUR_MS = 3_600_000
+# `--smoke`: seconds instead of minutes, seeding included (in a fresh folder unless --data-dir says), every query
+# on both layers, for `make test`.
+SMOKE: dict[str, Any] = {"devices": 10, "days": 1, "requests": 5, "warmup": 1}
 
 
 class BenchError(Exception):
@@ -495,6 +498,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         service.state.close()
     out: dict[str, Any] = {
         "benchmark": "api_latency",
+        "smoke": args.smoke,
         "target_p95_ms": TARGET_P95_MS,
         "data": {
             "devices": len(devices),
@@ -547,18 +551,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cleared-alarms", type=int, default=3000, help="cleared alarms (default 3000)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the synthetic values")
     parser.add_argument(
-        "--data-dir", type=Path, default=DEFAULT_DATA_DIR, help=f"seeded stores (default {DEFAULT_DATA_DIR})"
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help=f"seeded stores (default {DEFAULT_DATA_DIR}; with --smoke a temporary folder)",
     )
     parser.add_argument("--reseed", action="store_true", help="seed again even if the data set is there")
     parser.add_argument("--no-in-process", action="store_true", help="skip the in-process (TestClient) figures")
+    smoke = " ".join(f"--{name.replace('_', '-')} {value}" for name, value in SMOKE.items())
+    parser.add_argument("--smoke", action="store_true", help=f"seconds, not minutes, the same path: {smoke}")
     args = parser.parse_args(argv)
+    if args.smoke:  # smaller defaults; options given on the command line still win
+        parser.set_defaults(**SMOKE, data_dir=None)
+        args = parser.parse_args(argv)
     if args.requests < 2 or args.warmup < 0 or args.days < 1 or not 1 <= args.interval <= 3600:
         parser.error("--requests must be 2 or more, --warmup 0 or more, --days 1 or more, --interval 1 to 3600")
     if args.active_alarms < 0 or args.cleared_alarms < 0:
         parser.error("--active-alarms and --cleared-alarms must be 0 or more")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        result = run(args)
+        with contextlib.ExitStack() as stack:
+            if args.data_dir is None:
+                args.data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="facmon-bench-api-")))
+            result = run(args)
     except BenchError as exc:
         print(f"api: {exc}", file=sys.stderr)
         return 1

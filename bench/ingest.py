@@ -8,12 +8,12 @@ after round (interleaved), each in a process of its own:
 - `mosquitto_sub`: the raw ceiling of the broker and the loopback;
 - `paho`: a bare paho-mqtt 2 client that only counts (auto acknowledgement): the ceiling of a Python consumer;
 - `facmon`: facmon's ingest with validation, the SQLite telemetry store, presence and the rule engine over the
-  example's rules, acknowledging each message after it is stored — one process;
-- `facmon-x2`: two such processes on an MQTT 5 shared subscription, each with its own stores.
+  example's rules, acknowledging each batch once it is stored and judged by the rules — one process;
+- `facmon-x2`: two such processes on a shared subscription (`mqtt.shared_group`), each with its own stores.
 
 A consumer's rate is N over the time from its start (before it connects) to its last message handled; the
 figures are medians over the rounds. Prints one JSON object with every rate and the ratios to `paho`.
-`make bench` runs it; `--help` lists the options.
+`make bench` runs it; `--smoke` runs the same in seconds; `--help` lists the options.
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from facmon.cmd.broker import MosquittoBroker, free_port, start_broker
+from facmon.cmd.broker import BrokerError, MosquittoBroker, free_port, start_broker
 from facmon.facility.config import load_config
+from facmon.facility.errors import ConfigError
 from facmon.facility.registry import DeviceRegistry
 from facmon.facility.topics import telemetry_filter, telemetry_topic
 from facmon.simulators.devices import INTERVALS, model_for
@@ -51,6 +52,8 @@ CONSUMERS = ("mosquitto_sub", "paho", "facmon", "facmon-x2")
 TARGET_FACMON = 25_000
 NODE_RED = 48_000  # a Node-RED 4 flow that parses, checks a threshold and counts, on the same backlog here
 IDLE_EXIT_S = 3.0
+# `--smoke`: seconds instead of minutes, every consumer and the pipeline runs, for `make test`.
+SMOKE: dict[str, Any] = {"messages": 2000, "rounds": 1}
 
 
 def backlog(n: int, seed: int) -> list[tuple[str, bytes]]:
@@ -70,14 +73,17 @@ def backlog(n: int, seed: int) -> list[tuple[str, bytes]]:
             sim_t = i * interval_s
             # The backlog ends a few seconds ago: every ts is in the past, in order per device.
             ts = now_ms - 5_000 - int((per_device - i) * interval_s * 1000)
-            payload = {**model.sample(sim_t), "ts": ts, "seq": i}
+            sample = model.sample(sim_t)
+            if sample is None:  # only a fault (a sensor dropout) silences a model, and the backlog has none
+                continue
+            payload = {**sample, "ts": ts, "seq": i}
             out.append((telemetry_topic(PREFIX, device.site, device.type, device.id), orjson.dumps(payload)))
     return out
 
 
 def mqtt5_session(client_id: str) -> tuple[mqtt.Client, Properties]:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    props = Properties(PacketTypes.CONNECT)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = 3600
     return client, props
 
@@ -96,7 +102,7 @@ def prepare_session(host: str, port: int, client_id: str, topic: str, v5: bool) 
     client.loop_start()
     client.subscribe(topic, qos=1)
     if not done.wait(10):
-        raise SystemExit(f"bench: no SUBACK for {client_id}")
+        raise SystemExit(f"ingest: no SUBACK for {client_id}")
     client.disconnect()
     client.loop_stop()
 
@@ -178,7 +184,9 @@ def consume_facmon(config_path: Path, expect: int | None) -> dict[str, Any]:
     return {"count": seen, "start": start, "last": last, "accepted": pipeline.accepted}
 
 
-def facmon_config(work: Path, name: str, url: str, shared: bool, protocol: str) -> Path:
+def facmon_config(
+    work: Path, name: str, url: str, shared: bool, protocol: str, *, store_every_reject: bool = False
+) -> Path:
     data = yaml.safe_load(EXAMPLE.read_text())
     data["mqtt"] = {
         "url": url,
@@ -193,25 +201,33 @@ def facmon_config(work: Path, name: str, url: str, shared: bool, protocol: str) 
         "spool": {"path": str(work / f"{name}-spool.db")},
         "state_url": f"sqlite:///{work / f'{name}-state.db'}",
     }
-    data["notifications"] = {"channels": {}}
+    if store_every_reject:
+        # Every reject stored, none only counted: the costlier path, so the test of whether rejects slow the
+        # accepted traffic is the strictest one. The default allowance (a burst of 300 per gateway) would store
+        # a few hundred of the 10,000 and count the rest.
+        data.setdefault("ingest", {})["rejects"] = {"rate": 1_000_000, "burst": 1_000_000}
+    # The example's notification channels and on-call stay as they are, so that the config passes the same
+    # check as the example; the consumers build `Service` with no notifiers, so nothing is sent.
     path = work / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
+    load_config(path)  # the check of `facmon check-config`: a config it refuses fails here, not in a consumer
     return path
 
 
-def pipeline_only(messages: list[tuple[str, bytes]], work: Path, reject_share: float) -> float:
+def pipeline_only(messages: list[tuple[str, bytes]], work: Path, reject_share: float) -> tuple[float, int, int]:
     """facmon's pipeline without MQTT, in batches of 1000: decode, duplicates, SQLite, presence, rules.
 
-    With `reject_share`, that share of the messages is replaced by a malformed one (kept as a reject in the
-    state store), to see whether rejects slow the accepted traffic.
+    With `reject_share`, that share of the messages is replaced by a malformed one (each stored as a reject in
+    the state store), to see whether rejects slow the accepted traffic. Returns the rate, the rejects and how
+    many of them were stored.
     """
     from facmon.cmd.service import Service
     from facmon.ingest.subscriber import Message
 
     work.mkdir(exist_ok=True)
-    service = Service(
-        load_config(facmon_config(work, f"pipeline-{reject_share}", "mqtt://127.0.0.1:1", False, "3.1.1")), notifiers=[]
-    )
+    name = f"pipeline-{reject_share}"
+    config = facmon_config(work, name, "mqtt://127.0.0.1:1", False, "3.1.1", store_every_reject=True)
+    service = Service(load_config(config), notifiers=[])
     service.pipeline._acknowledge = lambda _message: None  # no broker to acknowledge to
     every = round(1 / reject_share) if reject_share else 0
     now_ms = time.time_ns() // 1_000_000
@@ -223,11 +239,13 @@ def pipeline_only(messages: list[tuple[str, bytes]], work: Path, reject_share: f
     for i in range(0, len(batch), 1000):
         service.pipeline.process(batch[i : i + 1000])
     rate = len(batch) / (time.perf_counter() - started)
+    rejects = service.pipeline.rejected.total()
+    stored = rejects - service.reject_gate.status().rate_limited
     service.rules.flush(service.clock.now())
     service.spool.close()
     service.telemetry.close()
     service.state.close()
-    return rate
+    return rate, rejects, stored
 
 
 # --- the parent ------------------------------------------------------------------------------------------------
@@ -240,7 +258,7 @@ def child(args: list[str]) -> subprocess.Popen[bytes]:
 def result_of(proc: subprocess.Popen[bytes]) -> dict[str, Any]:
     out, _ = proc.communicate(timeout=900)
     if proc.returncode != 0:
-        raise SystemExit(f"bench: a consumer failed (exit {proc.returncode})")
+        raise SystemExit(f"ingest: a consumer failed (exit {proc.returncode})")
     result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
     return result
 
@@ -294,39 +312,23 @@ def run_round(
 def _rate(n: int, results: list[dict[str, Any]]) -> float:
     got = sum(r["count"] for r in results)
     if got != n:
-        raise SystemExit(f"bench: the consumer got {got} of {n} messages")
-    return n / (max(r["last"] for r in results) - min(r["start"] for r in results))
+        raise SystemExit(f"ingest: the consumer got {got} of {n} messages")
+    return float(n / (max(r["last"] for r in results) - min(r["start"] for r in results)))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=100_000, help="backlog size (default 100000)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of all consumers (default 3)")
-    parser.add_argument("--only", choices=CONSUMERS, action="append", help="run only these consumers")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--protocol", choices=("3.1.1", "5"), default="3.1.1", help="facmon's MQTT version")
-    parser.add_argument("--consume", choices=("paho", "facmon"), help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--client-id", help=argparse.SUPPRESS)
-    parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--expect", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-
-    if args.consume == "paho":
-        print(json.dumps(consume_paho("127.0.0.1", args.port, args.client_id, telemetry_filter(PREFIX), args.expect)))
-        return
-    if args.consume == "facmon":
-        print(json.dumps(consume_facmon(args.config, args.expect)))
-        return
-
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    load_average = round(os.getloadavg()[0], 2)
     kinds = args.only or list(CONSUMERS)
     if "mosquitto_sub" in kinds and not shutil.which("mosquitto_sub"):
-        print("bench: mosquitto_sub not found (apt-get install mosquitto-clients): skipping it", file=sys.stderr)
+        print("ingest: mosquitto_sub not found (apt-get install mosquitto-clients): skipping it", file=sys.stderr)
         kinds.remove("mosquitto_sub")
     messages = backlog(args.messages, args.seed)
     rates: dict[str, list[float]] = {k: [] for k in kinds}
     with tempfile.TemporaryDirectory(prefix="facmon-bench-") as tmp:
-        broker = start_broker("mosquitto", free_port())
+        try:
+            broker = start_broker("mosquitto", free_port())
+        except BrokerError as exc:
+            raise SystemExit(f"ingest: {exc}; as root, `make system-deps` installs it") from None
         assert isinstance(broker, MosquittoBroker)
         try:
             for r in range(args.rounds):
@@ -339,20 +341,31 @@ def main() -> None:
         # In this process, after the drains: the pipeline's own rate, and whether rejects slow it; each twice,
         # interleaved, the better run kept.
         runs: dict[str, list[float]] = {"no_rejects": [], "rejects_10pct": []}
+        rejects = {"rejected": 0, "stored": 0}
         for attempt in range(2):
             for name, share in (("no_rejects", 0.0), ("rejects_10pct", 0.1)):
-                runs[name].append(pipeline_only(messages, Path(tmp) / f"p{attempt}", share))
+                rate, rejected, stored = pipeline_only(messages, Path(tmp) / f"p{attempt}", share)
+                runs[name].append(rate)
+                if share:
+                    rejects = {"rejected": rejected, "stored": stored}
         pipeline = {name: round(max(rates_)) for name, rates_ in runs.items()}
     medians = {k: round(statistics.median(v)) for k, v in rates.items()}
     out: dict[str, Any] = {
         "benchmark": "ingest_drain",
+        "smoke": args.smoke,
         "messages": args.messages,
         "rounds": args.rounds,
         "facmon_mqtt_protocol": args.protocol,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_1m_before": load_average,
+        },
         "rates_msg_s": medians,
         "all_rates_msg_s": {k: [round(x) for x in v] for k, v in rates.items()},
         "pipeline_without_mqtt_msg_s": pipeline,
+        # Of the run with rejects: every one is stored (the reject allowance is raised for it), none only counted.
+        "pipeline_rejects": rejects,
     }
     paho = medians.get("paho")
     if paho:
@@ -363,8 +376,48 @@ def main() -> None:
     if "facmon-x2" in medians:
         out["node_red_msg_s"] = NODE_RED
         out["facmon_x2_ahead_of_node_red"] = medians["facmon-x2"] > NODE_RED
-    print(json.dumps(out, indent=2))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=100_000, help="backlog size (default 100000)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of all consumers (default 3)")
+    parser.add_argument("--only", choices=CONSUMERS, action="append", help="run only these consumers")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--protocol", choices=("3.1.1", "5"), default="3.1.1", help="facmon's MQTT version")
+    smoke = " ".join(f"--{name.replace('_', '-')} {value}" for name, value in SMOKE.items())
+    parser.add_argument("--smoke", action="store_true", help=f"seconds, not minutes, the same path: {smoke}")
+    parser.add_argument("--consume", choices=("paho", "facmon"), help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--client-id", help=argparse.SUPPRESS)
+    parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--expect", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.smoke:  # smaller defaults; options given on the command line still win
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args(argv)
+
+    if args.consume == "paho":
+        print(json.dumps(consume_paho("127.0.0.1", args.port, args.client_id, telemetry_filter(PREFIX), args.expect)))
+        return 0
+    if args.consume == "facmon":
+        print(json.dumps(consume_facmon(args.config, args.expect)))
+        return 0
+    if args.messages < 1 or args.rounds < 1:
+        parser.error("--messages and --rounds must be 1 or more")
+
+    try:
+        result = run(args)
+    except ConfigError as exc:
+        print(f"ingest: a config written for a consumer is refused:\n{exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("ingest: interrupted", file=sys.stderr)
+        return 130
+    print(json.dumps(result, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
