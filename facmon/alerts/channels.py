@@ -28,7 +28,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import paho.mqtt.client as paho
 import urllib3
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from facmon.alerts.notify import Delivery, Notification, Notifier
@@ -36,6 +36,8 @@ from facmon.alerts.redaction import redact, redact_url
 from facmon.facility.config import EmailChannel, MqttChannel, MqttConfig, WebhookChannel
 
 Clock = Callable[[], datetime]
+
+log = logging.getLogger(__name__)
 
 
 def _utc_now() -> datetime:
@@ -327,12 +329,59 @@ def _smtp_reply(exc: smtplib.SMTPResponseException) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 # MQTT
 
-# CONNACK refusals where the same credentials will be refused again.
-_REFUSALS_FOR_GOOD = {"Bad user name or password", "Not authorized", "Client identifier not valid", "Banned"}
+MQTT5_UNSUPPORTED = 0x84  # CONNACK "Unsupported protocol version" (paho maps MQTT 3.1.1's code 1 to it too)
+NO_MATCHING_SUBSCRIBERS = 0x10
+
+# Reason codes (of a CONNACK, a PUBACK or a DISCONNECT) that say the broker understood and refuses for good: the
+# same login or the same message would be refused again, until someone changes the broker's accounts or ACL.
+# Any other code of 0x80 and up (unspecified error, server busy, quota exceeded, message rate too high, …) may
+# pass: worth another try.
+_REFUSED_FOR_GOOD = {
+    0x81,  # Malformed packet
+    0x82,  # Protocol error
+    0x84,  # Unsupported protocol version
+    0x85,  # Client identifier not valid
+    0x86,  # Bad user name or password
+    0x87,  # Not authorized
+    0x8A,  # Banned
+    0x8C,  # Bad authentication method
+    0x90,  # Topic name invalid
+    0x95,  # Packet too large
+    0x99,  # Payload format invalid
+    0x9A,  # Retain not supported
+    0x9B,  # QoS not supported
+}
+
+
+def retry_may_help(reason: ReasonCode) -> bool:
+    """Whether a broker's refusal (a reason code of 0x80 or more) might not be repeated on another attempt."""
+    return reason.value not in _REFUSED_FOR_GOOD
+
+
+def describe(reason: ReasonCode) -> str:
+    """A reason code as its name and its number: `Not authorized (0x87)`."""
+    return f"{reason} (0x{reason.value:02x})"
+
+
+def publish_outcome(reason: ReasonCode, *, where: str, topic: str) -> Delivery:
+    """The delivery that an MQTT 5 PUBACK's reason code stands for: below 0x80 the broker took the message."""
+    if not reason.is_failure:
+        return Delivery(True)
+    detail = f"{where}: the broker refused the message to {topic}: {describe(reason)}"
+    return Delivery(False, retryable=retry_may_help(reason), detail=detail)
+
+
+class _Mqtt5UnsupportedError(Exception):
+    """The broker answered the MQTT 5 CONNECT with "Unsupported protocol version"."""
 
 
 class MqttNotifier:
     """Publishes `{"subject", "body", "sent_at"[, "to"]}` as JSON to a topic on facmon's broker, waits for the PUBACK.
+
+    Speaks MQTT 5 whatever `mqtt.protocol` says (that one is ingest's), because only an MQTT 5 PUBACK carries
+    the broker's verdict: Mosquitto acknowledges a publish its ACL denies, and under MQTT 3.1.1 the
+    acknowledgement looks like any other. A reason code of 0x80 or more is a failed delivery. A broker that
+    does not speak MQTT 5 gets MQTT 3.1.1 from then on, with a warning: its refusals cannot be seen.
 
     Connects for each message rather than holding a connection: notifications are rare, a connect costs a
     round trip on the local network, and a connection made for the message tells the truth about the broker
@@ -345,6 +394,20 @@ class MqttNotifier:
         self._channel = channel
         self._mqtt = mqtt
         self._clock = clock
+        self._protocol = paho.MQTTv5
+        if channel.qos == 0:
+            log.warning(
+                "notification channel %s publishes with qos 0: the broker acknowledges nothing, so a message it "
+                "refuses or loses still counts as sent; use qos 1",
+                name,
+            )
+        elif channel.qos == 2:
+            # paho-mqtt passes on the reason code of the PUBCOMP, not that of the PUBREC, where a refusal is.
+            log.warning(
+                "notification channel %s publishes with qos 2: a message the broker refuses cannot be told from "
+                "one it took, and still counts as sent; use qos 1",
+                name,
+            )
 
     @property
     def timeout(self) -> timedelta:
@@ -356,17 +419,32 @@ class MqttNotifier:
         return _redacted(delivery, urls=[self._mqtt.url], secrets=[password.get_secret_value() if password else None])
 
     def _send(self, notification: Notification) -> Delivery:
-        channel, mqtt = self._channel, self._mqtt
-        timeout = channel.timeout.total_seconds()
+        channel = self._channel
         document = {"subject": notification.subject, "body": notification.body, "sent_at": self._clock().isoformat()}
         if notification.to:
             document["to"] = notification.to
         payload = json.dumps(document, ensure_ascii=False).encode()
         # `{to}` in the topic addresses one pager: facility/pagers/{to} → facility/pagers/zhang.wei
-        topic = channel.topic.replace("{to}", notification.to or "all")
+        topic = channel.topic_for(notification.to)
         if any(c in topic for c in "+#\0"):
             return Delivery(False, retryable=False, detail=f"{topic!r}: the address makes the topic a wildcard")
-        protocol = paho.MQTTv5 if mqtt.protocol == "5" else paho.MQTTv311
+        try:
+            return self._publish(topic, payload, self._protocol)
+        except _Mqtt5UnsupportedError:
+            # The sends of one channel come one after the other (the outbox's worker for it): no lock needed.
+            self._protocol = paho.MQTTv311
+            log.warning(
+                "notification channel %s: the broker at %s does not speak MQTT 5; publishing with MQTT 3.1.1, "
+                "under which a message the broker refuses (its ACL denies facmon's user the topic) cannot be told "
+                "from one it took, and counts as sent",
+                self.name,
+                redact_url(self._mqtt.url),
+            )
+            return self._publish(topic, payload, self._protocol)
+
+    def _publish(self, topic: str, payload: bytes, protocol: MQTTProtocolVersion) -> Delivery:
+        channel, mqtt = self._channel, self._mqtt
+        timeout = channel.timeout.total_seconds()
         client = paho.Client(
             CallbackAPIVersion.VERSION2, client_id=f"{mqtt.client_id}-notify-{uuid.uuid4().hex[:8]}", protocol=protocol
         )
@@ -375,14 +453,26 @@ class MqttNotifier:
             client.username_pw_set(mqtt.username, mqtt.password.get_secret_value() if mqtt.password else None)
         if mqtt.tls:
             client.tls_set()
-        connected = threading.Event()
-        outcome: list[ReasonCode] = []
+        connected, answered = threading.Event(), threading.Event()
+        connack: list[ReasonCode] = []
+        pubacks: dict[int, ReasonCode] = {}
+        dropped: list[ReasonCode] = []
 
         def on_connect(_c: paho.Client, _u: object, _f: object, reason: ReasonCode, _p: object) -> None:
-            outcome.append(reason)
+            connack.append(reason)
             connected.set()
 
+        def on_publish(_c: paho.Client, _u: object, mid: int, reason: ReasonCode, _p: object) -> None:
+            pubacks[mid] = reason  # before `answered`: paho calls this before it counts the message published
+            answered.set()
+
+        def on_disconnect(_c: paho.Client, _u: object, _f: object, reason: ReasonCode, _p: object) -> None:
+            dropped.append(reason)
+            answered.set()
+
         client.on_connect = on_connect
+        client.on_publish = on_publish
+        client.on_disconnect = on_disconnect
         where = f"{mqtt.host}:{mqtt.port}"
         try:
             client.connect(mqtt.host, mqtt.port, keepalive=max(int(mqtt.keepalive.total_seconds()), 5))
@@ -392,17 +482,32 @@ class MqttNotifier:
         try:
             if not connected.wait(timeout):
                 return Delivery(False, retryable=True, detail=f"{where}: no CONNACK within {timeout:g}s")
-            reason = outcome[0]
+            reason = connack[0]
             if reason.is_failure:
-                return Delivery(False, retryable=str(reason) not in _REFUSALS_FOR_GOOD, detail=f"{where}: {reason}")
+                if reason.value == MQTT5_UNSUPPORTED and protocol == paho.MQTTv5:
+                    raise _Mqtt5UnsupportedError
+                return Delivery(False, retryable=retry_may_help(reason), detail=f"{where}: {describe(reason)}")
             info = client.publish(topic, payload, qos=channel.qos, retain=channel.retain)
-            try:
-                info.wait_for_publish(timeout)
-            except (RuntimeError, ValueError) as exc:
-                return Delivery(False, retryable=True, detail=f"{where}: {exc}")
-            if not info.is_published():
+            if info.rc != paho.MQTT_ERR_SUCCESS:
+                return Delivery(False, retryable=True, detail=f"{where}: {paho.error_string(info.rc)}")
+            answered.wait(timeout)
+            acknowledged = pubacks.get(info.mid)
+            if acknowledged is None:
+                if dropped:
+                    # The broker hung up before it acknowledged: under MQTT 5, with its reason.
+                    cause = dropped[0]
+                    retryable = not cause.is_failure or retry_may_help(cause)
+                    return Delivery(False, retryable=retryable, detail=f"{where}: disconnected: {describe(cause)}")
                 return Delivery(False, retryable=True, detail=f"{where}: no acknowledgement within {timeout:g}s")
-            return Delivery(True)
+            if acknowledged.value == NO_MATCHING_SUBSCRIBERS:
+                # The broker took it, so it counts as sent; but no device, online or with a session kept for it,
+                # subscribes to the topic: someone should hear of a pager that is not there.
+                log.warning(
+                    "notification channel %s: no device subscribes to %s: the broker took the message, nobody got it",
+                    self.name,
+                    topic,
+                )
+            return publish_outcome(acknowledged, where=where, topic=topic)
         finally:
             client.disconnect()
             client.loop_stop()

@@ -1,11 +1,16 @@
 """`facmon mosquitto-config`: Mosquitto's password file and ACL, generated from the facility config.
 
 Each gateway's broker account may publish the telemetry of the device types it serves in its own site, and its
-own status (and will), and read nothing; facmon's own account reads everything under the topic prefix and
-publishes nothing. A gateway serves the types its `device_types` names; one without `device_types` serves its
-site's devices that no other gateway's types cover. A re-run keeps
-every password already handed out: an account without a password in the config keeps its entry in the
-existing password file, and only a new one gets a generated password, printed once.
+own status (and will), and read nothing. A gateway serves the types its `device_types` names; one without
+`device_types` serves its site's devices that no other gateway's types cover. facmon's own account reads
+everything under the topic prefix and publishes only to the topics of its MQTT notification channels (a `{to}`
+in a channel's topic is a `+` there). Each receiver of a channel (a pager, a siren) has an account that may
+read the channel's topics for its own addresses and nothing else, and publish nothing.
+
+A re-run keeps every password already handed out: an account without a password in the config keeps its entry
+in the existing password file, and only a new one gets a generated password, printed once. Both files are
+written 0600: the ACL says which account reads whose pages, and Mosquitto (from 2.0.17) warns that it will
+refuse to load either file when others may read it.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import TextIO
 
 from pydantic import SecretStr
 
-from facmon.facility.config import FacilityConfig, GatewayConfig, SiteConfig
+from facmon.facility.config import BROADCAST_TO, FacilityConfig, GatewayConfig, MqttChannel, MqttReceiver, SiteConfig
 from facmon.facility.model import DeviceType
 from facmon.facility.topics import gateway_status_topic, telemetry_topic
 
@@ -86,7 +91,7 @@ def check_password(password: str, hashed: str) -> bool:
 
 
 def accounts(config: FacilityConfig) -> list[Account]:
-    """facmon's own account first, then one per gateway in config order."""
+    """facmon's own account first, then one per gateway, then one per receiver of an MQTT channel, in config order."""
     username = config.mqtt.username
     if username is None:
         raise MosquittoConfigError(
@@ -100,7 +105,36 @@ def accounts(config: FacilityConfig) -> list[Account]:
         for g, gateway in enumerate(site.gateways):
             where = f"sites.{s}.gateways.{g}.password"
             found.append(Account(gateway.id, _secret(gateway.password, where), f"gateway {gateway.id}", where))
+    for name, _, r, receiver in receivers(config):
+        where = f"notifications.channels.{name}.receivers.{r}.password"
+        found.append(Account(receiver.id, _secret(receiver.password, where), f"receiver {receiver.id}", where))
     return found
+
+
+def mqtt_channels(config: FacilityConfig) -> list[tuple[str, MqttChannel]]:
+    """The MQTT notification channels, by name, in config order."""
+    return [(n, c) for n, c in config.notifications.channels.items() if isinstance(c, MqttChannel)]
+
+
+def receivers(config: FacilityConfig) -> list[tuple[str, MqttChannel, int, MqttReceiver]]:
+    """Every receiver of an MQTT channel, with its channel's name, the channel, and its place in the list."""
+    return [(n, c, r, receiver) for n, c in mqtt_channels(config) for r, receiver in enumerate(c.receivers)]
+
+
+def write_filter(channel: MqttChannel) -> str:
+    """The topic filter facmon may publish a channel's messages to: each level with `{to}` in it becomes `+`.
+
+    A `{to}` that is only part of a level (`pager-{to}`) makes the whole level `+`: a filter has no partial
+    wildcard.
+    """
+    return "/".join("+" if "{to}" in level else level for level in channel.topic.split("/"))
+
+
+def read_topics(channel: MqttChannel, receiver: MqttReceiver) -> list[str]:
+    """The topics a receiver may read: the channel's topic for each of its addresses, or the one topic."""
+    if not channel.addressed:
+        return [channel.topic]
+    return list(dict.fromkeys(channel.topic_for(to) for to in receiver.to))
 
 
 def read_passwd(path: Path) -> dict[str, str]:
@@ -163,32 +197,52 @@ def served_types(site: SiteConfig, gateway: GatewayConfig) -> list[DeviceType]:
 
 
 def render_acl(config: FacilityConfig, command: str) -> str:
-    """The acl_file: each gateway writes its device types' telemetry and its own status; facmon reads everything."""
+    """The acl_file: each gateway writes its device types' telemetry and its own status; facmon reads everything
+    and writes its notification channels' topics; each receiver reads its own messages."""
     prefix = config.mqtt.topic_prefix
+    channels = mqtt_channels(config)
+    writes = list(dict.fromkeys(write_filter(channel) for _, channel in channels))
     lines = [
         "# Mosquitto ACL generated from the facility config by",
         f"#   {command}",
         "# Do not edit: change the config, run the command again, then make mosquitto reload (kill -HUP).",
         "# Anything not granted here is denied.",
         "",
-        "# facmon reads all that the gateways publish and publishes nothing itself.",
+        (
+            "# facmon reads all that the gateways publish, and publishes to the topics of its notification "
+            f"channels: {', '.join(_label(name) for name, _ in channels)}."
+            if channels
+            else "# facmon reads all that the gateways publish and publishes nothing itself."
+        ),
         f"user {config.mqtt.username}",
         f"topic read {prefix}/#",
+        *(f"topic write {topic}" for topic in writes),
     ]
     for site in config.sites:
         for gateway in site.gateways:
             types = served_types(site, gateway)
             serves = f"{', '.join(types)} telemetry" if types else "no device type"
-            # A line break in a display name would end the comment and make the rest of the name a rule.
-            label = " ".join((gateway.name or gateway.id).split())
             lines += [
                 "",
-                f"# {label}, site {site.id}: {serves}, its own status and will.",
+                f"# {_label(gateway.name or gateway.id)}, site {site.id}: {serves}, its own status and will.",
                 f"user {gateway.id}",
                 *(f"topic write {telemetry_topic(prefix, site.id, t, '+')}" for t in types),
                 f"topic write {gateway_status_topic(prefix, site.id, gateway.id)}",
             ]
+    for name, channel, _, receiver in receivers(config):
+        lines += [
+            "",
+            f"# {_label(receiver.name or receiver.id)}, receiver of channel {_label(name)}: "
+            + (f"reads the messages to {', '.join(receiver.to)}." if channel.addressed else "reads its messages."),
+            f"user {receiver.id}",
+            *(f"topic read {topic}" for topic in read_topics(channel, receiver)),
+        ]
     return "\n".join(lines) + "\n"
+
+
+def _label(text: str) -> str:
+    # A line break in a display name would end the comment and make the rest of the name a rule.
+    return " ".join(text.split())
 
 
 def write_mosquitto_config(
@@ -221,9 +275,11 @@ def write_mosquitto_config(
                     "give it device_types, or add devices that no other gateway of its site serves",
                     file=stderr,
                 )
+    for line in _unread(config):
+        print(f"facmon: warning: {line}", file=stderr)
     command = shlex.join(["facmon", "mosquitto-config", "--config", str(config_path), "--out", str(out_dir)])
     changed = _replace(passwd_path, plan.render(), mode=0o600)
-    changed |= _replace(acl_path, render_acl(config, command), mode=0o644)
+    changed |= _replace(acl_path, render_acl(config, command), mode=0o600)
 
     for user in plan.dropped:
         print(f"facmon: removed user {user!r} from {passwd_path}: it is not in the config", file=stderr)
@@ -242,6 +298,32 @@ def write_mosquitto_config(
         for account, password in plan.generated:
             hint = " (facmon's own: set it as FACMON_MQTT__PASSWORD)" if account.source == "mqtt.password" else ""
             print(f"{account.label}: {password}{hint}", file=stdout)
+
+
+def _unread(config: FacilityConfig) -> list[str]:
+    """What an MQTT channel publishes that no receiver's account may read: messages nobody will get."""
+    found: list[str] = []
+    for name, channel in mqtt_channels(config):
+        if not channel.receivers:
+            found.append(
+                f"notification channel {name} has no receivers: no device's account may read {channel.topic} "
+                "(give the channel its receivers)"
+            )
+            continue
+        if not channel.addressed:
+            continue
+        read = {to for receiver in channel.receivers for to in receiver.to}
+        for person in config.oncall.people:
+            address = person.contacts.get(name)
+            if address and address not in read:
+                found.append(
+                    f"no receiver of channel {name} reads the pages to {person.id} ({channel.topic_for(address)})"
+                )
+        if BROADCAST_TO not in read:
+            found.append(
+                f"no receiver of channel {name} reads its messages to everyone ({channel.topic_for(BROADCAST_TO)})"
+            )
+    return found
 
 
 def _secret(value: SecretStr | None, where: str) -> str | None:

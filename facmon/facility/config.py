@@ -531,6 +531,30 @@ class EmailChannel(_Model):
         return value
 
 
+# What an MQTT channel's `{to}` becomes for a message to everyone rather than to one person.
+BROADCAST_TO = "all"
+
+
+def _check_topic_level(value: str) -> str:
+    if not value or any(c in value for c in "/+#") or not value.isprintable() or value != value.strip():
+        raise ValueError(f"{value!r} is not one level of a topic (no '/', '+', '#', control characters or spaces)")
+    return value
+
+
+# One level of a topic: what `{to}` is replaced by.
+TopicLevel = Annotated[str, AfterValidator(_check_topic_level)]
+
+
+class MqttReceiver(_Model):
+    """A device that reads an MQTT channel (a pager, a siren): its own broker account, which may read only the
+    channel's topics for its `to` addresses (the channel's one topic when it has no `{to}`)."""
+
+    id: Identifier
+    name: str | None = None
+    password: SecretStr | None = None
+    to: Annotated[list[TopicLevel], BeforeValidator(_as_list)] = []
+
+
 class MqttChannel(_Model):
     """Publishes to a topic on facmon's own broker (the `mqtt` section): for sirens, beacons and pagers."""
 
@@ -540,13 +564,29 @@ class MqttChannel(_Model):
     retain: bool = False
     timeout: ChannelTimeout = timedelta(seconds=10)
     language: Language = "en"
+    receivers: list[MqttReceiver] = []
 
     @field_validator("topic")
     @classmethod
     def _check_topic(cls, value: str) -> str:
         if not value or any(c in value for c in "+#\0"):
             raise ValueError(f"{value!r}: a topic to publish to has no wildcards")
+        # A control character would also end the line of the broker's ACL that grants the topic.
+        if not value.isprintable() or value != value.strip():
+            raise ValueError(f"{value!r}: a topic has no control characters and no spaces around it")
+        others = sorted(set(re.findall(r"\{[^{}]*\}", value)) - {"{to}"})
+        if others:
+            raise ValueError(f"{value!r}: {{to}} is the only placeholder of a topic, not {', '.join(others)}")
         return value
+
+    @property
+    def addressed(self) -> bool:
+        """Whether the topic has `{to}`: one topic per person paged."""
+        return "{to}" in self.topic
+
+    def topic_for(self, to: str | None) -> str:
+        """The topic of a message to one address (`{to}` replaced), or to everyone when `to` is None or empty."""
+        return self.topic.replace("{to}", to or BROADCAST_TO)
 
 
 Channel = Annotated[ConsoleChannel | WebhookChannel | EmailChannel | MqttChannel, Field(discriminator="type")]
@@ -720,7 +760,58 @@ def check_references(config: FacilityConfig) -> list[tuple[Path_, str]]:
             continue
         found += check_rule(rule, ("rules", r), selected, rule_ids)
     found += check_oncall(config.oncall, set(config.notifications.channels))
+    found += _check_mqtt_addresses(config, seen_gateways)
     found += check_maintenance(config.maintenance, devices)
+    return found
+
+
+def _check_mqtt_addresses(config: FacilityConfig, accounts: dict[str, str]) -> list[tuple[Path_, str]]:
+    """MQTT channels' receivers and the addresses put into their topics: each address is one topic level, each
+    receiver a broker account of its own, reading addresses that someone is paged at."""
+    found: list[tuple[Path_, str]] = []
+    for name, channel in config.notifications.channels.items():
+        if not isinstance(channel, MqttChannel):
+            continue
+        here: Path_ = ("notifications", "channels", name)
+        addresses = {BROADCAST_TO}
+        for p, person in enumerate(config.oncall.people):
+            address = person.contacts.get(name)
+            if not address or not channel.addressed:
+                continue
+            where: Path_ = ("oncall", "people", p, "contacts", name)
+            try:
+                _check_topic_level(address)
+            except ValueError:
+                found.append(
+                    (
+                        where,
+                        f"{address!r} takes the place of {{to}} in {channel.topic}: one topic level, "
+                        "without '/', '+', '#', control characters or spaces",
+                    )
+                )
+                continue
+            if address == BROADCAST_TO:
+                found.append((where, f"{address!r} is the address of messages to everyone on {name}"))
+            addresses.add(address)
+        for r, receiver in enumerate(channel.receivers):
+            at: Path_ = (*here, "receivers", r)
+            if receiver.id in accounts:
+                found.append(((*at, "id"), f"receiver id {receiver.id!r} is already {accounts[receiver.id]}"))
+            else:
+                accounts[receiver.id] = f"used at {_dotted(at)}"
+            if not channel.addressed:
+                if receiver.to:
+                    found.append(((*at, "to"), f"the topic {channel.topic} has no {{to}}: the receiver reads it all"))
+                continue
+            if not receiver.to:
+                found.append(
+                    (at, f"name in `to` whose messages it reads on {channel.topic} ({BROADCAST_TO!r}: to everyone)")
+                )
+            for t, address in enumerate(receiver.to):
+                if address not in addresses:
+                    found.append(
+                        ((*at, "to", t), f"nobody in oncall.people has the address {address!r} on channel {name}")
+                    )
     return found
 
 
@@ -750,6 +841,11 @@ def placeholder_secrets(config: FacilityConfig) -> list[str]:
             found.append((f"notifications.channels.{name}.secret", channel.secret))
         elif isinstance(channel, EmailChannel):
             found.append((f"notifications.channels.{name}.password", channel.password))
+        elif isinstance(channel, MqttChannel):
+            found += [
+                (f"notifications.channels.{name}.receivers.{r}.password", receiver.password)
+                for r, receiver in enumerate(channel.receivers)
+            ]
     return [path for path, secret in found if secret is not None and _PLACEHOLDERS.match(secret.get_secret_value())]
 
 

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import socket
 import threading
 import uuid
@@ -23,10 +24,12 @@ import paho.mqtt.client as paho
 import pytest
 from aiosmtpd.controller import Controller
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 
-from facmon.alerts.channels import EmailNotifier, MqttNotifier, WebhookNotifier
+from facmon.alerts.channels import EmailNotifier, MqttNotifier, WebhookNotifier, publish_outcome, retry_may_help
 from facmon.alerts.notify import ConsoleNotifier, Notification, build_notifiers
-from facmon.cmd.broker import Broker, free_port
+from facmon.cmd.broker import Broker, free_port, start_broker
 from facmon.facility.config import EmailChannel, MqttChannel, MqttConfig, NotificationsConfig, WebhookChannel
 from tests.waiting import eventually
 
@@ -372,3 +375,87 @@ def test_every_channel_type_is_built_from_config() -> None:
         (EmailNotifier, "mail", "en"),
         (MqttNotifier, "siren", "en"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("code", "ok", "retryable"),
+    [
+        (0x00, True, False),  # Success
+        (0x10, True, False),  # No matching subscribers: taken, though nobody has it
+        (0x80, False, True),  # Unspecified error
+        (0x83, False, True),  # Implementation specific error
+        (0x87, False, False),  # Not authorized: the ACL denies it, and will again
+        (0x90, False, False),  # Topic name invalid
+        (0x91, False, True),  # Packet identifier in use
+        (0x97, False, True),  # Quota exceeded
+        (0x99, False, False),  # Payload format invalid
+    ],
+)
+def test_each_puback_reason_code_is_a_delivery(code: int, ok: bool, retryable: bool) -> None:
+    reason = ReasonCode(PacketTypes.PUBACK, identifier=code)
+    delivery = publish_outcome(reason, where="broker:1883", topic="facility/pagers/zhang.wei")
+    assert (delivery.ok, delivery.retryable) == (ok, retryable)
+    if not ok:
+        assert delivery.detail == (
+            f"broker:1883: the broker refused the message to facility/pagers/zhang.wei: {reason} (0x{code:02x})"
+        )
+
+
+@pytest.mark.parametrize(
+    ("packet", "code", "retryable"),
+    [
+        (PacketTypes.DISCONNECT, 0x89, True),  # Server busy
+        (PacketTypes.DISCONNECT, 0x8B, True),  # Server shutting down
+        (PacketTypes.DISCONNECT, 0x96, True),  # Message rate too high
+        (PacketTypes.DISCONNECT, 0x95, False),  # Packet too large: the same message is as large next time
+        (PacketTypes.CONNACK, 0x86, False),  # Bad user name or password
+        (PacketTypes.CONNACK, 0x88, True),  # Server unavailable
+        (PacketTypes.CONNACK, 0x8A, False),  # Banned
+    ],
+)
+def test_a_broker_that_is_busy_may_take_it_later_one_that_refuses_will_not(
+    packet: int, code: int, retryable: bool
+) -> None:
+    reason = ReasonCode(packet, identifier=code)
+    assert reason.is_failure
+    assert retry_may_help(reason) is retryable
+
+
+def test_mqtt_channel_with_qos_0_or_2_warns_that_refusals_cannot_be_seen(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="facmon.alerts.channels")
+    for qos in (0, 1, 2):
+        MqttNotifier(f"siren-{qos}", MqttChannel(type="mqtt", topic="facility/alerts/siren", qos=qos), MqttConfig())
+    assert [r.getMessage().split(":")[0] for r in caplog.records if r.name == "facmon.alerts.channels"] == [
+        "notification channel siren-0 publishes with qos 0",
+        "notification channel siren-2 publishes with qos 2",
+    ]
+
+
+def test_a_broker_without_mqtt_5_gets_mqtt_3_1_1_and_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="facmon.alerts.channels")
+    broker = start_broker("embedded")  # amqtt: MQTT 3.1.1 only
+    topic = f"facility/alerts/siren-{uuid.uuid4().hex[:6]}"
+    received: list[bytes] = []
+    subscribed = threading.Event()
+    listener = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"listener-{uuid.uuid4().hex[:8]}")
+    listener.on_message = lambda _c, _u, msg: received.append(bytes(msg.payload))
+    listener.on_subscribe = lambda *_: subscribed.set()
+    listener.on_connect = lambda client, *_: client.subscribe(topic, qos=1)
+    listener.connect(broker.host, broker.port)
+    listener.loop_start()
+    try:
+        eventually(subscribed.is_set, what="subscribed")
+        siren = MqttNotifier("siren", MqttChannel(type="mqtt", topic=topic), MqttConfig(url=broker.url))
+
+        first, second = siren.send(PAGE), siren.send(PAGE)
+
+        assert first.ok and second.ok, (first.detail, second.detail)
+        eventually(lambda: len(received) == 2, what="both messages")
+        # Once: the second message went straight to MQTT 3.1.1.
+        [warning] = [r.getMessage() for r in caplog.records if r.name == "facmon.alerts.channels"]
+        assert warning.startswith(f"notification channel siren: the broker at {broker.url} does not speak MQTT 5")
+        assert "cannot be told from one it took" in warning
+    finally:
+        listener.disconnect()
+        listener.loop_stop()
+        broker.stop()

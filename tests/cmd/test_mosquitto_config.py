@@ -8,29 +8,28 @@ it also says so: the PUBACK's reason code is "Not authorized" (0x87).
 from __future__ import annotations
 
 import base64
-import os
-import pwd
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.enums import MQTTProtocolVersion
 
-from facmon.cmd.broker import free_port
-from facmon.cmd.mosquitto_config import check_password, hash_password
+from facmon.cmd.mosquitto_config import check_password, hash_password, write_filter
+from facmon.facility.config import MqttChannel
+from tests.mosquitto_auth import (
+    MOSQUITTO,
+    NOT_AUTHORIZED,
+    AuthBroker,
+    Client,
+    generated,
+    mosquitto_config,
+    passwd_lines,
+)
 from tests.waiting import eventually
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 PREFIX = "acme/facility"  # two levels, so that nothing assumes the default prefix
 
 FACILITY = f"""
@@ -77,151 +76,31 @@ sites:
           - {{id: lift-1, type: elevator, name: Lift 1}}
 """
 
-NOT_AUTHORIZED = 0x87
+# facmon's pagers, one topic per person, and a siren on a topic of its own; each device with an account.
+PAGERS = (
+    FACILITY
+    + f"""
+notifications:
+  channels:
+    pagers:
+      type: mqtt
+      topic: "{PREFIX}/pagers/{{to}}"
+      receivers:
+        - {{id: pager-zhang, name: Zhang Wei's pager, to: zhang.wei}}
+        - {{id: pager-li, to: [li.na, all]}}
+    siren:
+      type: mqtt
+      topic: {PREFIX}/alerts/siren
+      receivers:
+        - {{id: siren-hall, name: Siren in the hall}}
+oncall:
+  people:
+    - {{id: zhang.wei, name: Zhang Wei, contacts: {{pagers: zhang.wei}}}}
+    - {{id: li.na, name: Li Na, contacts: {{pagers: li.na, siren: ""}}}}
+"""
+)
 
 pytestmark = pytest.mark.skipif(not Path(MOSQUITTO).exists(), reason="needs the mosquitto binary")
-
-
-def mosquitto_config(config: Path, out: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run the command in a subprocess with only the FACMON_ variables given here."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("FACMON_")}
-    return subprocess.run(
-        [sys.executable, "-m", "facmon", "mosquitto-config", "--config", str(config), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**clean, **env},
-        check=False,
-    )
-
-
-def generated(stdout: str) -> dict[str, str]:
-    """gateway id -> password, from what the command printed."""
-    return dict(re.findall(r"^gateway (\S+): (\S+)$", stdout, re.MULTILINE))
-
-
-def passwd_lines(out: Path) -> dict[str, str]:
-    return dict(line.split(":", 1) for line in (out / "passwd").read_text().splitlines())
-
-
-class AuthBroker:
-    """mosquitto on a free loopback port that admits only the users of `passwd` and enforces `acl`."""
-
-    def __init__(self, auth_dir: Path) -> None:
-        self.host, self.port = "127.0.0.1", free_port()
-        conf = auth_dir / "mosquitto.conf"
-        conf.write_text(
-            "per_listener_settings false\n"
-            "allow_anonymous false\n"
-            f"password_file {auth_dir / 'passwd'}\n"
-            f"acl_file {auth_dir / 'acl'}\n"
-            "persistence false\n"
-            # As root it would switch to the "mosquitto" user, which cannot read a 0600 file of ours.
-            f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
-            f"listener {self.port} {self.host}\n"
-            "log_dest stderr\n"
-            "log_type all\n"
-        )
-        self.log = auth_dir / "mosquitto.log"
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT)
-        eventually(self._accepting, timeout=10, what=f"mosquitto accepting on port {self.port}")
-
-    def _accepting(self) -> bool:
-        assert self.proc.poll() is None, f"mosquitto exited: {self.log.read_text()}"
-        try:
-            socket.create_connection((self.host, self.port), timeout=1).close()
-        except OSError:
-            return False
-        return True
-
-    def reload(self) -> None:
-        self.proc.send_signal(signal.SIGHUP)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-
-
-class Client:
-    """A paho client that keeps what it is told: its CONNACK, its SUBACKs and the messages it receives."""
-
-    def __init__(
-        self,
-        broker: AuthBroker,
-        user: str,
-        password: str,
-        will_topic: str | None = None,
-        client_id: str | None = None,
-        protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv311,
-    ) -> None:
-        self.connack: ReasonCode | None = None
-        self.subacks: dict[int, list[ReasonCode]] = {}
-        self.pubacks: dict[int, ReasonCode] = {}
-        self.messages: list[tuple[str, bytes]] = []
-        self.dropped = False
-        self.mqtt = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id or f"test-{uuid.uuid4().hex[:8]}", protocol=protocol
-        )
-        self.mqtt.username_pw_set(user, password)
-        if will_topic:
-            self.mqtt.will_set(will_topic, b"offline", qos=1, retain=True)
-        self.mqtt.on_connect = self._on_connect
-        self.mqtt.on_subscribe = self._on_subscribe
-        self.mqtt.on_publish = self._on_publish
-        self.mqtt.on_message = self._on_message
-        self.mqtt.connect(broker.host, broker.port)
-        self.mqtt.loop_start()
-        eventually(lambda: self.connack is not None, what=f"CONNACK for {user}")
-
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: ReasonCode, props: Any) -> None:
-        if self.connack is None:
-            self.connack = reason_code
-
-    def _on_subscribe(self, client: Any, userdata: Any, mid: int, codes: list[ReasonCode], props: Any) -> None:
-        self.subacks[mid] = codes
-
-    def _on_publish(self, client: Any, userdata: Any, mid: int, reason_code: ReasonCode, props: Any) -> None:
-        self.pubacks[mid] = reason_code
-
-    def _on_message(self, client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self.messages.append((message.topic, bytes(message.payload)))
-
-    @property
-    def accepted(self) -> bool:
-        return self.connack is not None and not self.connack.is_failure
-
-    def subscribe(self, topic: str) -> ReasonCode:
-        _, mid = self.mqtt.subscribe(topic, qos=1)
-        assert mid is not None
-        [code] = eventually(lambda: self.subacks.get(mid, []), what=f"SUBACK for {topic}")
-        return code
-
-    def publish(self, topic: str, payload: bytes, retain: bool = False) -> ReasonCode:
-        """Publish with QoS 1, wait for the broker's PUBACK (sent even when it drops the message), return its code.
-
-        Under MQTT 3.1.1 the code is always success; under MQTT 5 it says whether the broker took the message.
-        """
-        info = self.mqtt.publish(topic, payload, qos=1, retain=retain)
-        info.wait_for_publish(10)
-        eventually(lambda: info.mid in self.pubacks, what=f"PUBACK for {topic}")
-        return self.pubacks[info.mid]
-
-    def topics(self) -> list[str]:
-        return [topic for topic, _ in self.messages]
-
-    def drop(self) -> None:
-        """Lose the connection without a DISCONNECT, as a gateway losing power does: the broker sends the will."""
-        self.dropped = True
-        self.mqtt.loop_stop()
-        sock = self.mqtt.socket()
-        assert isinstance(sock, socket.socket)
-        sock.close()
-
-    def close(self) -> None:
-        if not self.dropped:
-            self.mqtt.disconnect()
-            self.mqtt.loop_stop()
 
 
 @pytest.fixture
@@ -279,6 +158,8 @@ def test_writes_a_0600_password_file_in_mosquitto_2_format_and_an_acl(facility: 
     assert "will not be shown again" in result.stdout
     assert re.search(r"^user facmon: \S+ \(facmon's own: set it as FACMON_MQTT__PASSWORD\)$", result.stdout, re.M)
 
+    # Who reads whose pages is no one else's business; Mosquitto 2.0.17 and later warn about a world-readable ACL.
+    assert (out / "acl").stat().st_mode & 0o777 == 0o600
     acl = (out / "acl").read_text()
     assert acl.startswith("# Mosquitto ACL generated from the facility config by\n#   facmon mosquitto-config ")
     rules = [line for line in acl.splitlines() if line and not line.startswith("#")]
@@ -642,3 +523,144 @@ def test_simulated_gateways_publish_with_their_own_accounts(
         ),
         what="both sites' telemetry through the ACL",
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Notification channels: facmon publishes to their topics, each receiver reads its own
+
+
+@pytest.fixture
+def pagers(tmp_path: Path, out: Path) -> Path:
+    path = tmp_path / "facility.yaml"
+    path.write_text(PAGERS)
+    return path
+
+
+def test_facmon_may_write_its_channels_topics_and_each_receiver_read_its_own(pagers: Path, out: Path) -> None:
+    result = mosquitto_config(
+        pagers,
+        out,
+        FACMON_MQTT__URL="mqtts://127.0.0.1:8883",
+        FACMON_NOTIFICATIONS__CHANNELS__PAGERS__RECEIVERS__0__PASSWORD="zhang-secret",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "facmon: warning:" not in result.stderr
+
+    assert (out / "acl").stat().st_mode & 0o777 == 0o600
+    acl = (out / "acl").read_text()
+    rules = [line for line in acl.splitlines() if line and not line.startswith("#")]
+    assert rules == [
+        "user facmon",
+        f"topic read {PREFIX}/#",
+        f"topic write {PREFIX}/pagers/+",  # {to}: one pager's topic each, and .../all
+        f"topic write {PREFIX}/alerts/siren",
+        # The gateways are left as they were.
+        "user gw-north-1",
+        f"topic write {PREFIX}/north/pump/+/telemetry",
+        f"topic write {PREFIX}/north/gateway/gw-north-1/status",
+        "user gw-north-2",
+        f"topic write {PREFIX}/north/pump/+/telemetry",
+        f"topic write {PREFIX}/north/gateway/gw-north-2/status",
+        "user gw-south-1",
+        f"topic write {PREFIX}/south/pump/+/telemetry",
+        f"topic write {PREFIX}/south/gateway/gw-south-1/status",
+        "user pager-zhang",
+        f"topic read {PREFIX}/pagers/zhang.wei",
+        "user pager-li",
+        f"topic read {PREFIX}/pagers/li.na",
+        f"topic read {PREFIX}/pagers/all",
+        "user siren-hall",
+        f"topic read {PREFIX}/alerts/siren",
+    ]
+    assert "\n# Zhang Wei's pager, receiver of channel pagers: reads the messages to zhang.wei.\n" in acl
+    assert "\n# Siren in the hall, receiver of channel siren: reads its messages.\n" in acl
+
+    entries = passwd_lines(out)
+    assert list(entries)[4:] == ["pager-zhang", "pager-li", "siren-hall"]  # after facmon and the gateways
+    assert check_password("zhang-secret", entries["pager-zhang"])
+    printed = generated(result.stdout, "receiver")
+    assert set(printed) == {"pager-li", "siren-hall"}  # pager-zhang's came from the environment
+    assert check_password(printed["siren-hall"], entries["siren-hall"])
+
+
+@pytest.fixture
+def paging(pagers: Path, out: Path) -> Iterator[tuple[AuthBroker, dict[str, str]]]:
+    """PAGERS's files with facmon's password from the environment and the rest generated, loaded by a broker."""
+    result = mosquitto_config(pagers, out, FACMON_MQTT__PASSWORD="facmon-secret")
+    assert result.returncode == 0, result.stderr
+    passwords = {"facmon": "facmon-secret", **generated(result.stdout), **generated(result.stdout, "receiver")}
+    broker = AuthBroker(out)
+    yield broker, passwords
+    broker.stop()
+
+
+def test_a_pager_reads_only_its_own_pages_and_facmon_writes_nothing_else(
+    paging: tuple[AuthBroker, dict[str, str]], clients: list[Client]
+) -> None:
+    broker, passwords = paging
+    mqtt5 = MQTTProtocolVersion.MQTTv5
+    facmon = Client(broker, "facmon", passwords["facmon"], protocol=mqtt5)
+    zhang = Client(broker, "pager-zhang", passwords["pager-zhang"], protocol=mqtt5)
+    siren = Client(broker, "siren-hall", passwords["siren-hall"])
+    clients += [facmon, zhang, siren]
+    assert facmon.accepted and zhang.accepted and siren.accepted
+    zhang.subscribe(f"{PREFIX}/#")  # granted, and then only its own topic's messages are delivered
+    siren.subscribe(f"{PREFIX}/alerts/siren")
+
+    to_li, to_zhang = f"{PREFIX}/pagers/li.na", f"{PREFIX}/pagers/zhang.wei"
+    assert not facmon.publish(to_li, b'{"to": "li.na"}').is_failure
+    assert not facmon.publish(f"{PREFIX}/pagers/all", b'{"subject": "WO-1"}').is_failure
+    assert not facmon.publish(to_zhang, b'{"to": "zhang.wei"}').is_failure
+    assert not facmon.publish(f"{PREFIX}/alerts/siren", b'{"subject": "fire"}').is_failure
+    # What facmon's password cannot be used for: telemetry, and topics one level below a pager's.
+    assert facmon.publish(f"{PREFIX}/north/pump/p1/telemetry", b'{"pressure_bar": 9.9}').value == NOT_AUTHORIZED
+    assert facmon.publish(f"{to_zhang}/extra", b"{}").value == NOT_AUTHORIZED
+    # And a pager's: a page of its own making.
+    assert zhang.publish(to_zhang, b'{"subject": "all clear"}').value == NOT_AUTHORIZED
+
+    eventually(lambda: zhang.messages and siren.messages, what="the pager's page and the siren's message")
+    # The broker forwards in the order it took them: li.na's page and the broadcast, had they got through,
+    # would have come first; the pager's own page, had it got through, after.
+    facmon.publish(to_zhang, b'{"to": "zhang.wei", "n": 2}')
+    eventually(lambda: len(zhang.messages) == 2, what="the second page")
+    assert zhang.messages == [(to_zhang, b'{"to": "zhang.wei"}'), (to_zhang, b'{"to": "zhang.wei", "n": 2}')]
+    assert siren.messages == [(f"{PREFIX}/alerts/siren", b'{"subject": "fire"}')]
+
+
+def test_what_no_receiver_reads_is_warned_about(tmp_path: Path, out: Path) -> None:
+    facility = tmp_path / "facility.yaml"
+    facility.write_text(
+        PAGERS.replace("        - {id: pager-li, to: [li.na, all]}\n", "").replace(
+            "      receivers:\n        - {id: siren-hall, name: Siren in the hall}\n", ""
+        )
+    )
+    result = mosquitto_config(facility, out, FACMON_MQTT__URL="mqtts://127.0.0.1:8883")
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("facmon: warning:")] == [
+        f"facmon: warning: no receiver of channel pagers reads the pages to li.na ({PREFIX}/pagers/li.na)",
+        f"facmon: warning: no receiver of channel pagers reads its messages to everyone ({PREFIX}/pagers/all)",
+        f"facmon: warning: notification channel siren has no receivers: no device's account may read "
+        f"{PREFIX}/alerts/siren (give the channel its receivers)",
+    ]
+    rules = [line for line in (out / "acl").read_text().splitlines() if line and not line.startswith("#")]
+    assert rules[:4] == [  # facmon may publish all the same: the broker keeps what no device reads for nobody
+        "user facmon",
+        f"topic read {PREFIX}/#",
+        f"topic write {PREFIX}/pagers/+",
+        f"topic write {PREFIX}/alerts/siren",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("topic", "grant"),
+    [
+        ("facility/pagers/{to}", "facility/pagers/+"),
+        ("facility/{to}/pager", "facility/+/pager"),
+        ("{to}", "+"),
+        ("facility/pager-{to}/inbox", "facility/+/inbox"),  # a filter has no wildcard for part of a level
+        ("facility/{to}/pagers/{to}", "facility/+/pagers/+"),
+        ("facility/alerts/siren", "facility/alerts/siren"),
+    ],
+)
+def test_each_level_with_to_is_a_single_level_wildcard_in_facmons_grant(topic: str, grant: str) -> None:
+    assert write_filter(MqttChannel(type="mqtt", topic=topic)) == grant

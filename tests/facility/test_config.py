@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from facmon.facility.config import load_config, parse_config
+from facmon.facility.config import load_config, parse_config, placeholder_secrets
 from facmon.facility.errors import ConfigError
 from facmon.facility.model import Priority
 from tests.conftest import EXAMPLE
@@ -314,3 +314,45 @@ def test_bad_reject_limits_name_their_key(value: str, message: str) -> None:
         parse_config(MINIMAL + f"ingest: {{rejects: {value}}}\n", env={})
     assert len(caught.value.problems) == 1
     assert message in str(caught.value.problems[0])
+
+
+def test_mqtt_receivers_and_the_addresses_in_topics_are_checked() -> None:
+    found = [p.split(":", 1)[1] for p in problems("bad-receivers.yaml")]
+    assert found == [
+        "16: notifications.channels.pagers.receivers.3.to.1: 'a/b' is not one level of a topic (no '/', '+', '#',"
+        " control characters or spaces)",
+        "26: notifications.channels.beacon.topic: 'facility/{site}/beacon': {to} is the only placeholder of a"
+        " topic, not {site}",
+    ]
+
+
+def test_addresses_and_receivers_of_an_mqtt_channel_must_match() -> None:
+    text = (TESTDATA / "bad-receivers.yaml").read_text()
+    # The file's schema errors fixed: what is left is found by the checks across sections.
+    text = text.replace(', "a/b"', "").replace("facility/{site}/beacon", "facility/beacon")
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, env={})
+    found = [f"{p.path}: {p.message}" for p in caught.value.problems]
+    assert found == [
+        "notifications.channels.pagers.receivers.1.id: receiver id 'gw-plant' is already used at sites.0.gateways.0",
+        "notifications.channels.pagers.receivers.2: name in `to` whose messages it reads on facility/pagers/{to}"
+        " ('all': to everyone)",
+        "notifications.channels.pagers.receivers.3.to.0: nobody in oncall.people has the address 'zhang.wie'"
+        " on channel pagers",
+        "notifications.channels.pagers.receivers.4.id: receiver id 'facmon' is already facmon's own MQTT user",
+        "notifications.channels.siren.receivers.0.id: receiver id 'pager-zhang' is already used at"
+        " notifications.channels.pagers.receivers.0",
+        "notifications.channels.siren.receivers.1.to: the topic facility/alerts/siren has no {to}:"
+        " the receiver reads it all",
+        "oncall.people.1.contacts.pagers: 'li.na/pager' takes the place of {to} in facility/pagers/{to}: one topic"
+        " level, without '/', '+', '#', control characters or spaces",
+        "oncall.people.2.contacts.pagers: 'all' is the address of messages to everyone on pagers",
+    ]
+
+
+def test_a_receivers_placeholder_password_is_found_like_a_gateways() -> None:
+    text = MINIMAL + (
+        "notifications: {channels: {siren: {type: mqtt, topic: facility/alerts/siren,"
+        " receivers: [{id: siren-hall, password: change-me}, {id: siren-yard}]}}}\n"
+    )
+    assert placeholder_secrets(parse_config(text, env={})) == ["notifications.channels.siren.receivers.0.password"]
