@@ -39,12 +39,16 @@ ENV PYTHONUNBUFFERED=1 \
 
 # Overrides of the facility configuration that only make sense in a
 # container: listen on all interfaces so the published port works, and keep
-# the databases in the volume. Relative storage paths in the configuration
-# would resolve next to the configuration file, in /etc/facmon, which the
-# service cannot write.
+# every file facmon writes in the volume (the SQLite state and telemetry
+# stores, when used, and the spool, where readings wait while the telemetry
+# store is down). Relative storage paths in the configuration would resolve
+# next to the configuration file, in /etc/facmon, which is read-only and not
+# facmon's: the service would not start. tests/deploy/test_compose.py checks
+# that each of these paths is on a volume.
 ENV FACMON_API__HOST=0.0.0.0 \
     FACMON_STORAGE__STATE_URL=sqlite:////var/lib/facmon/state.db \
-    FACMON_STORAGE__TELEMETRY__PATH=/var/lib/facmon/telemetry.db
+    FACMON_STORAGE__TELEMETRY__PATH=/var/lib/facmon/telemetry.db \
+    FACMON_STORAGE__SPOOL__PATH=/var/lib/facmon/spool.db
 
 # Fixed uid/gid so that a host directory bind-mounted over /var/lib/facmon
 # can be given the right owner (chown 10001:10001).
@@ -60,11 +64,39 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     pip install --no-index --find-links=/wheels \
         "facility-monitor${FACMON_EXTRAS:+[$FACMON_EXTRAS]}"
 
+# `facmon` on PATH is this wrapper, for the service, `docker compose exec`
+# and `docker compose run` alike. A secret whose value is in a file, such as
+# the InfluxDB token that the influxdb service writes into a shared volume
+# or a Docker secret, is named by FACMON_<KEY>_FILE, for the settings whose
+# name ends in PASSWORD, TOKEN or SECRET (a setting that is itself a file's
+# name is left alone). The wrapper sets FACMON_<KEY> from the file, unless it
+# is set already, and removes FACMON_<KEY>_FILE, which the configuration would
+# refuse as an unknown key.
+COPY --chmod=0755 <<"EOF" /usr/local/lib/facmon/bin/facmon
+#!/bin/sh
+set -eu
+for name in $(env | sed -n -E 's/^(FACMON_[A-Za-z0-9_]*(PASSWORD|TOKEN|SECRET))_FILE=.*/\1/p'); do
+    file=$(printenv "${name}_FILE")
+    unset "${name}_FILE"
+    if [ -n "$(printenv "$name" || true)" ]; then
+        continue
+    fi
+    if [ ! -r "$file" ] || [ ! -s "$file" ]; then
+        echo "facmon: error: ${name}_FILE: cannot read $file (or it is empty)" >&2
+        exit 1
+    fi
+    value=$(cat "$file")
+    export "$name=$value"
+done
+exec /usr/local/bin/facmon "$@"
+EOF
+ENV PATH=/usr/local/lib/facmon/bin:$PATH
+
 # Default facility configuration; replace it with a bind mount of your own.
 COPY --chmod=0644 examples/facility.yaml /etc/facmon/facility.yaml
 
-# SQLite state and telemetry live here; a volume keeps them across container
-# replacement.
+# The SQLite stores and the spool live here; a volume keeps them across
+# container replacement.
 WORKDIR /var/lib/facmon
 VOLUME ["/var/lib/facmon"]
 
@@ -72,10 +104,12 @@ USER facmon
 
 EXPOSE 8080
 
-# slim images have no curl; urlopen raises on connection errors and on non-2xx
-# answers, which makes python exit non-zero.
+# Readiness, not liveness: /readyz answers 503 while the broker, a store or
+# ingest is not ready, and needs no token. slim images have no curl; urlopen
+# raises on connection errors and on non-2xx answers, which makes python exit
+# non-zero.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4)"]
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/readyz', timeout=4)"]
 
 ENTRYPOINT ["facmon"]
 CMD ["serve", "--config", "/etc/facmon/facility.yaml"]

@@ -504,7 +504,9 @@ async function drawCharts() {
     });
     const bands = [];
     if (d.type === "power" && fields[0].startsWith("voltage")) {
-      const nominal = Number(d.nominal?.voltage_v) || 220;
+      // The device's nominal voltage from the API, else the backend's default (DEFAULT_NOMINAL in
+      // facmon/facility/telemetry.py), which bounds plausible readings.
+      const nominal = Number(d.nominal?.voltage_v) || 230;
       bands.push([nominal * 0.9, t("nominal")], [nominal * 1.1, t("nominal")]);
     } else if (!enumStates) {
       const seen = new Set();
