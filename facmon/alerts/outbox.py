@@ -158,17 +158,9 @@ class Outbox:
         return timedelta(seconds=seconds * (1 + self._rng.uniform(-self.jitter, self.jitter)))
 
     def _due(self, now: datetime, busy: set[str]) -> list[QueuedNotification]:
-        """Up to one batch of due rows of channels that are not busy, oldest first.
-
-        A busy channel's rows are due too, and older ones would fill the batch: read past them.
-        """
-        limit = self.batch
-        while True:
-            rows = self._store.due_notifications(now, limit)
-            ready = [row for row in rows if row.channel not in busy]
-            if len(ready) >= self.batch or len(rows) < limit:
-                return ready[: self.batch]
-            limit = self.batch + len(rows) - len(ready)
+        """Up to one batch of due rows of channels that are not busy, oldest first: a busy channel's rows are due
+        too, and older ones would fill the batch."""
+        return self._store.due_notifications(now, self.batch, except_channels=busy)
 
     def _work(self, run: _Run, now: datetime) -> None:
         try:

@@ -789,14 +789,16 @@ class StateStore:
             raise NotFoundError("notification", notification_id)
         return _from_row(QueuedNotification, row)
 
-    def due_notifications(self, now: datetime, limit: int) -> list[QueuedNotification]:
-        """Pending notifications whose next attempt is due, oldest first."""
-        query = (
-            select(notifications)
-            .where(notifications.c.state == NotificationState.PENDING, notifications.c.next_attempt_at <= now)
-            .order_by(notifications.c.created_at, notifications.c.id)
-            .limit(limit)
+    def due_notifications(
+        self, now: datetime, limit: int, *, except_channels: Iterable[str] = ()
+    ) -> list[QueuedNotification]:
+        """Pending notifications whose next attempt is due, oldest first, leaving out those of `except_channels`."""
+        query = select(notifications).where(
+            notifications.c.state == NotificationState.PENDING, notifications.c.next_attempt_at <= now
         )
+        if skipped := list(except_channels):
+            query = query.where(notifications.c.channel.not_in(skipped))
+        query = query.order_by(notifications.c.created_at, notifications.c.id).limit(limit)
         with self.engine.connect() as conn:
             return [_from_row(QueuedNotification, row) for row in conn.execute(query).mappings()]
 
@@ -843,15 +845,6 @@ class StateStore:
         )
         with self.engine.connect() as conn:
             return [_from_row(Escalation, row) for row in conn.execute(query).mappings()]
-
-    def next_escalation_at(self) -> datetime | None:
-        """When the next paging of any escalation is due."""
-        query = select(func.min(escalations.c.next_at)).where(
-            escalations.c.state.in_((EscalationState.ACTIVE, EscalationState.ACKNOWLEDGED))
-        )
-        with self.engine.connect() as conn:
-            value: datetime | None = conn.execute(query).scalar_one_or_none()
-        return UTCDateTime().process_result_value(value, self.engine.dialect)
 
     def get_escalation(self, escalation_id: int) -> Escalation:
         with self.engine.connect() as conn:
