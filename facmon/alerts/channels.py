@@ -423,6 +423,10 @@ class MqttNotifier:
         document = {"subject": notification.subject, "body": notification.body, "sent_at": self._clock().isoformat()}
         if notification.to:
             document["to"] = notification.to
+        if notification.key:
+            # The same on every retry: a pager that got the message but whose acknowledgement was lost drops
+            # the repeat.
+            document["id"] = notification.key
         payload = json.dumps(document, ensure_ascii=False).encode()
         # `{to}` in the topic addresses one pager: facility/pagers/{to} → facility/pagers/zhang.wei
         topic = channel.topic_for(notification.to)

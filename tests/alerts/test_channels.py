@@ -340,7 +340,12 @@ def test_mqtt_channel_publishes_json_a_subscriber_receives(mqtt_broker: Broker) 
 
         assert delivery.ok, delivery.detail
         [payload] = eventually(lambda: received, what="the siren message")
-        assert json.loads(payload) == {"subject": PAGE.subject, "body": PAGE.body, "sent_at": NOW.isoformat()}
+        assert json.loads(payload) == {
+            "subject": PAGE.subject,
+            "body": PAGE.body,
+            "sent_at": NOW.isoformat(),
+            "id": PAGE.key,  # for the receiver to drop a repeat
+        }
     finally:
         listener.disconnect()
         listener.loop_stop()

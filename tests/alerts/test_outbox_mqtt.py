@@ -169,6 +169,7 @@ def test_a_page_reaches_the_pager_that_logs_in_with_its_own_account_and_is_sent(
     assert topic == f"{PAGES}/zhang.wei"
     page = json.loads(payload)
     assert (page["to"], page["subject"]) == ("zhang.wei", "WO-20261122-0001 [P1 紧急] 请处理")
+    assert page["id"] == str(to_zhang)  # the outbox row: the same on a retry, so the pager can drop a repeat
 
 
 def without_facmons_write_grants(site: Site) -> None:
