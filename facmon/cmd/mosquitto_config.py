@@ -31,8 +31,7 @@ from typing import TextIO
 
 from pydantic import SecretStr
 
-from facmon.facility.config import BROADCAST_TO, FacilityConfig, GatewayConfig, MqttChannel, MqttReceiver, SiteConfig
-from facmon.facility.model import DeviceType
+from facmon.facility.config import BROADCAST_TO, FacilityConfig, MqttChannel, MqttReceiver
 from facmon.facility.topics import gateway_status_topic, telemetry_topic
 
 # mosquitto_passwd's defaults for its `$7$` (PBKDF2-SHA512) format. The broker hashes on every CONNECT, so
@@ -182,20 +181,6 @@ def plan_passwd(
     return plan
 
 
-def served_types(site: SiteConfig, gateway: GatewayConfig) -> list[DeviceType]:
-    """The device types whose telemetry a gateway may publish, in `DeviceType` order.
-
-    Its own `device_types`; without them, the types of its site's devices that no other gateway names, so that a
-    gateway without types cannot speak for the devices its neighbours serve.
-    """
-    if gateway.device_types:
-        wanted = set(gateway.device_types)
-    else:
-        named = {t for other in site.gateways for t in other.device_types}
-        wanted = {d.type for b in site.buildings for d in b.devices} - named
-    return [t for t in DeviceType if t in wanted]
-
-
 def render_acl(config: FacilityConfig, command: str) -> str:
     """The acl_file: each gateway writes its device types' telemetry and its own status; facmon reads everything
     and writes its notification channels' topics; each receiver reads its own messages."""
@@ -220,7 +205,7 @@ def render_acl(config: FacilityConfig, command: str) -> str:
     ]
     for site in config.sites:
         for gateway in site.gateways:
-            types = served_types(site, gateway)
+            types = site.types_served_by(gateway)
             serves = f"{', '.join(types)} telemetry" if types else "no device type"
             lines += [
                 "",
@@ -269,7 +254,7 @@ def write_mosquitto_config(
         )
     for site in config.sites:
         for gateway in site.gateways:
-            if not served_types(site, gateway):
+            if not site.types_served_by(gateway):
                 print(
                     f"facmon: warning: gateway {gateway.id} of site {site.id} may publish no telemetry: "
                     "give it device_types, or add devices that no other gateway of its site serves",

@@ -361,6 +361,19 @@ class SiteConfig(_Model):
     gateways: list[GatewayConfig] = []
     buildings: list[BuildingConfig] = []
 
+    def types_served_by(self, gateway: GatewayConfig) -> list[DeviceType]:
+        """The device types whose telemetry a gateway of this site may publish, in `DeviceType` order.
+
+        Its own `device_types`; without them, the types of the site's devices that no other gateway names, so
+        that a gateway without types cannot speak for the devices its neighbours serve.
+        """
+        if gateway.device_types:
+            wanted = set(gateway.device_types)
+        else:
+            named = {t for other in self.gateways for t in other.device_types}
+            wanted = {d.type for b in self.buildings for d in b.devices} - named
+        return [t for t in DeviceType if t in wanted]
+
 
 class AutoOpen(_Model):
     """Alarms of these severities (and device types, when given) open a work order of this priority."""

@@ -65,14 +65,11 @@ class RejectSources:
         self._gateway_of: dict[tuple[str, str], Source] = {}
         for site in sites:
             self._sites.add(site.id)
-            named = {t for gw in site.gateways for t in gw.device_types}
-            rest = {d.type for b in site.buildings for d in b.devices} - named
+            served = {gw.id: site.types_served_by(gw) for gw in site.gateways}  # as the broker's ACL has it
             for device_type in DeviceType:
-                # As the broker's ACL has it: a gateway serves the types it names; one that names none serves
-                # the types of its site's devices that no other gateway names.
-                serving = [gw for gw in site.gateways if device_type in (gw.device_types or rest)]
+                serving = [gw_id for gw_id, types in served.items() if device_type in types]
                 if len(serving) == 1:  # with two, the config does not say which of them sent it
-                    self._gateway_of[(site.id, device_type)] = Source(f"{site.id}/gateway/{serving[0].id}", site.id)
+                    self._gateway_of[(site.id, device_type)] = Source(f"{site.id}/gateway/{serving[0]}", site.id)
 
     def source_of(self, topic: str) -> Source:
         parts = parse_telemetry_topic(topic, self._prefix)
