@@ -171,11 +171,9 @@ class IngestPipeline:
             batch.durable = True
             batch.todo = dict.fromkeys(range(len(self.sinks)), batch.readings)
         if batch.kept is None:
-            gate = self._reject_gate
-            batch.kept = gate.admit(batch.rejects, self._now_ms()) if gate and batch.rejects else batch.rejects
+            batch.kept = self._admit(batch.rejects)
         if batch.kept:
-            with self._state.begin() as tx:
-                tx.add_rejects(batch.kept)
+            self._store_rejects(batch.kept)
             batch.kept = []
         now = self._clock.now()
         if batch.gaps is None:
@@ -197,9 +195,13 @@ class IngestPipeline:
         for message in batch.messages:
             self._acknowledge(message)
 
-    def _keep_rejects(self, rejects: list[Reject]) -> None:
-        if self._reject_gate is not None and rejects:
-            rejects = self._reject_gate.admit(rejects, self._now_ms())
+    def _admit(self, rejects: list[Reject]) -> list[Reject]:
+        """The rejects to store: those the gate lets through (it counts the rest)."""
+        if self._reject_gate is None or not rejects:
+            return rejects
+        return self._reject_gate.admit(rejects, self._now_ms())
+
+    def _store_rejects(self, rejects: list[Reject]) -> None:
         if rejects:
             with self._state.begin() as tx:
                 tx.add_rejects(rejects)
@@ -262,7 +264,7 @@ class IngestPipeline:
             last_id, readings = self._spool.peek(DRAIN_CHUNK)
             refused = self._write(readings)
             if refused:
-                self._keep_rejects([self._refused(reading, reason) for reading, reason in refused])
+                self._store_rejects(self._admit([self._refused(reading, reason) for reading, reason in refused]))
             self._spool.remove_through(last_id)
         except (TelemetryStoreError, SpoolError, StateStoreError) as exc:
             self._drain_failed(str(exc))
