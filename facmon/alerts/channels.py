@@ -30,6 +30,7 @@ import paho.mqtt.client as paho
 import urllib3
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
+from pydantic import SecretStr
 
 from facmon.alerts.notify import Delivery, Notification, Notifier
 from facmon.alerts.redaction import redact, redact_url
@@ -58,11 +59,14 @@ def _excerpt(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _redacted(delivery: Delivery, *, urls: Iterable[str] = (), secrets: Iterable[str | None] = ()) -> Delivery:
+def _redacted(
+    delivery: Delivery, *, urls: Iterable[str] = (), secrets: Iterable[SecretStr | str | None] = ()
+) -> Delivery:
     """The delivery with its detail redacted, then cut short: a secret cut in two would no longer be found."""
     if not delivery.detail:
         return delivery
-    known = [secret for secret in secrets if secret]
+    plain = (secret.get_secret_value() if isinstance(secret, SecretStr) else secret for secret in secrets)
+    known = [secret for secret in plain if secret]
     return replace(delivery, detail=_excerpt(redact(delivery.detail, urls=urls, secrets=known)))
 
 
@@ -276,8 +280,7 @@ class EmailNotifier:
         return msg
 
     def send(self, notification: Notification) -> Delivery:
-        password = self._channel.password
-        return _redacted(self._send(notification), secrets=[password.get_secret_value() if password else None])
+        return _redacted(self._send(notification), secrets=[self._channel.password])
 
     def _send(self, notification: Notification) -> Delivery:
         channel = self._channel
@@ -414,9 +417,7 @@ class MqttNotifier:
         return self._channel.timeout
 
     def send(self, notification: Notification) -> Delivery:
-        password = self._mqtt.password
-        delivery = self._send(notification)
-        return _redacted(delivery, urls=[self._mqtt.url], secrets=[password.get_secret_value() if password else None])
+        return _redacted(self._send(notification), urls=[self._mqtt.url], secrets=[self._mqtt.password])
 
     def _send(self, notification: Notification) -> Delivery:
         channel = self._channel
