@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     # Hundreds of probe alarms in a few minutes are a flood by ISA-18.2's count; that warning is expected here.
     logging.getLogger("facmon.rules.flood").setLevel(logging.ERROR)
     # Without notifiers no step of a work order's paging reaches anyone, so it ends at once: expected here too.
-    logging.getLogger("facmon.alerts.escalation").setLevel(logging.ERROR)
+    logging.getLogger("facmon.alerts.paging.escalation").setLevel(logging.ERROR)
     try:
         with sigterm_as_interrupt():
             result = run(args)

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from facmon.alerts.notify import Delivery, Notification
+from facmon.alerts.notifications.notifier import Delivery, Notification
 from facmon.cmd.broker import Broker, start_broker
 from facmon.facility.config import FacilityConfig, load_config
 from facmon.facility.state import StateStore

@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 
-from facmon.alerts.notify import Notifier
-from facmon.alerts.work_orders import open_work_order, queue_work_order_opened
+from facmon.alerts.notifications.notifier import Notifier
+from facmon.alerts.work_orders.records import open_work_order, queue_work_order_opened
 from facmon.facility.maintenance_config import METERS, Calendar, MaintenanceConfig, Meter, Plan
 from facmon.facility.model import CATEGORY_OF_DEVICE_TYPE, Device, MaintenanceOccurrence, WorkOrder, WorkOrderSource
 from facmon.facility.registry import DeviceRegistry
@@ -52,7 +52,7 @@ class MaintenancePlanner:
     """Opens the work orders of preventive maintenance plans when they come due; `check` runs on the service's ticker.
 
     The notifiers are only read for their names and languages: the news of each work order is queued in its
-    transaction, and the outbox (facmon.alerts.outbox) delivers it.
+    transaction, and the outbox (facmon.alerts.notifications.outbox) delivers it.
     """
 
     def __init__(

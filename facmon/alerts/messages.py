@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from facmon.alerts.notify import Notification
+from facmon.alerts.notifications.notifier import Notification
 from facmon.facility.model import WorkOrder
 
 _PRIORITY_ZH = {"P1": "P1 紧急", "P2": "P2 高", "P3": "P3 中", "P4": "P4 低"}

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from facmon.alerts.work_order_lifecycle import resolution_time
+from facmon.alerts.work_orders.lifecycle import resolution_time
 from facmon.facility.model import Category, Priority, Severity, WorkOrder, WorkOrderStatus
 from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import StateStore

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from facmon.alerts.notify import Notification, Notifier
-from facmon.alerts.sla import sla_breaches
-from facmon.alerts.work_orders import OPEN_STATUSES
+from facmon.alerts.notifications.notifier import Notification, Notifier
+from facmon.alerts.work_orders.lifecycle import OPEN_STATUSES
+from facmon.alerts.work_orders.sla import sla_breaches
 from facmon.facility.model import NotificationState, Priority, Severity
 from facmon.facility.state import StateStore
 

@@ -9,8 +9,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from prometheus_client import CollectorRegistry
 
-from facmon.alerts.escalation import Escalator
-from facmon.alerts.notify import Notifier
+from facmon.alerts.notifications.notifier import Notifier
+from facmon.alerts.paging.escalation import Escalator
 from facmon.facility.accounts import Accounts
 from facmon.facility.clock import Clock
 from facmon.facility.config import FacilityConfig

@@ -19,7 +19,7 @@ from facmon.alerts.errors import AckLinkError, AcknowledgeError, TransitionInput
 from facmon.api.headers import SECURITY_HEADERS
 from facmon.facility.errors import ConfigError, NotFoundError, StateStoreError
 from facmon.ingest.errors import TelemetryStoreError
-from facmon.rules.lifecycle import LifecycleError
+from facmon.rules.alarm_lifecycle import LifecycleError
 
 log = logging.getLogger(__name__)
 

@@ -15,15 +15,16 @@ from types import FrameType
 import uvicorn
 from prometheus_client import CollectorRegistry
 
-from facmon.alerts.ack_links import AckLinks
-from facmon.alerts.escalation import Escalator
 from facmon.alerts.maintenance import MaintenancePlanner
 from facmon.alerts.metrics import register_alerts_metrics
-from facmon.alerts.notify import Notifier, build_notifiers
-from facmon.alerts.outbox import Outbox
-from facmon.alerts.sla import SlaWatch
+from facmon.alerts.notifications.channels import build_notifiers
+from facmon.alerts.notifications.notifier import Notifier
+from facmon.alerts.notifications.outbox import Outbox
+from facmon.alerts.paging.ack_links import AckLinks
+from facmon.alerts.paging.escalation import Escalator
 from facmon.alerts.summary import DailySummary
-from facmon.alerts.work_orders import WorkOrderPolicy
+from facmon.alerts.work_orders.from_alarms import WorkOrderPolicy
+from facmon.alerts.work_orders.sla import SlaWatch
 from facmon.api.app import create_app
 from facmon.api.deps import Services
 from facmon.cmd.scheduler import Scheduler

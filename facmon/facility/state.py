@@ -237,7 +237,7 @@ device_service = Table(
 )
 
 # The notification outbox: a row is queued in the transaction that causes it and delivered by the outbox
-# (facmon.alerts.outbox). One row per (channel, kind, ref), so the same page is never queued twice.
+# (facmon.alerts.notifications.outbox). One row per (channel, kind, ref), so the same page is never queued twice.
 notifications = Table(
     "notifications",
     metadata,
@@ -261,7 +261,7 @@ notifications = Table(
     Index("ix_notifications_state_next_attempt", "state", "next_attempt_at"),
 )
 
-# The paging of work orders along escalation policies (facmon.alerts.escalation): one row per work order.
+# The paging of work orders along escalation policies (facmon.alerts.paging.escalation): one row per work order.
 escalations = Table(
     "escalations",
     metadata,

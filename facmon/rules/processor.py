@@ -16,6 +16,17 @@ from facmon.facility.model import Alarm, AlarmEvent, AlarmState, Reading
 from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import ServiceRecord, StateStore
 from facmon.ingest.errors import SinkBehindError
+from facmon.rules.alarm_lifecycle import (
+    LifecycleError,
+    acknowledge,
+    comment,
+    on_condition,
+    reset,
+    retire,
+    set_service,
+    shelve,
+    unshelve,
+)
 from facmon.rules.conditions import RuleSet
 from facmon.rules.engine import (
     ConditionChange,
@@ -26,17 +37,6 @@ from facmon.rules.engine import (
     evaluate,
     resume,
     tick,
-)
-from facmon.rules.lifecycle import (
-    LifecycleError,
-    acknowledge,
-    comment,
-    on_condition,
-    reset,
-    retire,
-    set_service,
-    shelve,
-    unshelve,
 )
 
 log = logging.getLogger(__name__)

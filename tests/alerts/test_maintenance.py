@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from facmon.alerts.maintenance import MaintenancePlanner
-from facmon.alerts.notify import build_notifiers
+from facmon.alerts.notifications.channels import build_notifiers
 from facmon.facility.config import FacilityConfig, TelemetryStorageConfig, parse_config
 from facmon.facility.model import (
     Category,

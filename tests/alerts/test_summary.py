@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from facmon.alerts.summary import DailySummary
-from facmon.alerts.work_orders import open_work_order
+from facmon.alerts.work_orders.records import open_work_order
 from facmon.facility.model import Alarm, AlarmState, Category, Priority, Severity, WorkOrderSource
 from facmon.facility.state import StateStore
 from tests.conftest import Recorder

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from facmon.alerts.notify import Delivery, Notification
-from facmon.alerts.outbox import Outbox
+from facmon.alerts.notifications.notifier import Delivery, Notification
+from facmon.alerts.notifications.outbox import Outbox
 
 
 class Channel:

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from facmon.alerts.errors import AckLinkError, AcknowledgeError
-from facmon.alerts.oncall import Roster
+from facmon.alerts.paging.oncall import Roster
 from facmon.api.deps import ServicesDep
 from facmon.api.schemas import Page, ShiftPublic, local_time
 from facmon.facility.errors import NotFoundError

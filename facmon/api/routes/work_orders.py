@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Query
 
 from facmon.alerts.errors import AcknowledgeError
-from facmon.alerts.work_order_lifecycle import allowed_transitions, resolution_time, response_time
-from facmon.alerts.work_orders import announce_work_order, open_work_order, transition_work_order
+from facmon.alerts.work_orders.lifecycle import allowed_transitions, resolution_time, response_time
+from facmon.alerts.work_orders.records import announce_work_order, open_work_order, transition_work_order
 from facmon.api.auth import Engineer, Operator
 from facmon.api.deps import ServicesDep
 from facmon.api.routes.params import Id, Limit, Offset, TextFilter, enum_list, invalid

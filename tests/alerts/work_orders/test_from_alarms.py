@@ -11,10 +11,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from facmon.alerts.errors import TransitionInputError, TransitionNotAllowedError
-from facmon.alerts.notify import ConsoleNotifier
-from facmon.alerts.outbox import Outbox
-from facmon.alerts.work_order_lifecycle import resolution_time, response_time
-from facmon.alerts.work_orders import WorkOrderPolicy, open_work_order, transition_work_order
+from facmon.alerts.notifications.notifier import ConsoleNotifier
+from facmon.alerts.notifications.outbox import Outbox
+from facmon.alerts.work_orders.from_alarms import WorkOrderPolicy
+from facmon.alerts.work_orders.lifecycle import resolution_time, response_time
+from facmon.alerts.work_orders.records import open_work_order, transition_work_order
 from facmon.facility.config import FacilityConfig, load_config
 from facmon.facility.errors import NotFoundError
 from facmon.facility.model import (

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from facmon.alerts.work_orders import OPEN_STATUSES
+from facmon.alerts.work_orders.lifecycle import OPEN_STATUSES
 from facmon.facility.clock import Clock
 from facmon.facility.config import WorkOrdersConfig
 from facmon.facility.durations import format_duration

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-from facmon.alerts.sla import (
+from facmon.alerts.work_orders.records import open_work_order, transition_work_order
+from facmon.alerts.work_orders.sla import (
     ACKNOWLEDGE_BREACHED,
     ACKNOWLEDGED,
     RESOLVE_BREACHED,
@@ -14,7 +15,6 @@ from facmon.alerts.sla import (
     SlaWatch,
     sla_breaches,
 )
-from facmon.alerts.work_orders import open_work_order, transition_work_order
 from facmon.facility.config import SlaTargets, WorkOrdersConfig
 from facmon.facility.model import Category, Priority, WorkOrder, WorkOrderEvent, WorkOrderSource
 from facmon.facility.model import WorkOrderStatus as S

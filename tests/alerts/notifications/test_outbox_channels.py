@@ -20,13 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from facmon.alerts.channels import EmailNotifier, WebhookNotifier
-from facmon.alerts.outbox import Outbox
+from facmon.alerts.notifications.channels import EmailNotifier, WebhookNotifier
+from facmon.alerts.notifications.outbox import Outbox
 from facmon.cmd.broker import free_port
 from facmon.facility.config import EmailChannel, WebhookChannel
 from facmon.facility.model import NotificationState
 from facmon.facility.state import StateStore
-from tests.alerts.test_channels import Mailbox
+from tests.alerts.notifications.test_channels import Mailbox
 from tests.conftest import FakeClock
 from tests.waiting import eventually
 

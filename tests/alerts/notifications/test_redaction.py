@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from facmon.alerts.redaction import redact, redact_url
+from facmon.alerts.notifications.redaction import redact, redact_url
 
 SLACK = "https://hooks.slack.com/services/T024BE7LD/B01234567/Zq8rT3xVn6Wb1Lk5Yh0Pm2Jc"
 

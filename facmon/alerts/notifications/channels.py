@@ -32,9 +32,16 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import SecretStr
 
-from facmon.alerts.notify import Delivery, Notification, Notifier
-from facmon.alerts.redaction import redact, redact_url
-from facmon.facility.config import EmailChannel, MqttChannel, MqttConfig, WebhookChannel
+from facmon.alerts.notifications.notifier import ConsoleNotifier, Delivery, Notification, Notifier
+from facmon.alerts.notifications.redaction import redact, redact_url
+from facmon.facility.config import (
+    ConsoleChannel,
+    EmailChannel,
+    MqttChannel,
+    MqttConfig,
+    NotificationsConfig,
+    WebhookChannel,
+)
 
 Clock = Callable[[], datetime]
 
@@ -516,3 +523,14 @@ class MqttNotifier:
         finally:
             client.disconnect()
             client.loop_stop()
+
+
+def build_notifiers(config: NotificationsConfig, mqtt: MqttConfig | None = None) -> list[Notifier]:
+    """One notifier per configured channel; `mqtt` is the service's broker, which MQTT channels publish to."""
+    notifiers: list[Notifier] = []
+    for name, channel in config.channels.items():
+        if isinstance(channel, ConsoleChannel):
+            notifiers.append(ConsoleNotifier(name, channel.language))
+        else:
+            notifiers.append(build_channel(name, channel, mqtt or MqttConfig()))
+    return notifiers

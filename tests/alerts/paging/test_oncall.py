@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from facmon.alerts.oncall import Roster
+from facmon.alerts.paging.oncall import Roster
 from facmon.facility.config import parse_config
 from facmon.facility.errors import ConfigError
 from facmon.facility.oncall_config import OncallConfig, Target

@@ -27,8 +27,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from facmon.alerts.channels import EmailNotifier, MqttNotifier, WebhookNotifier, publish_outcome, retry_may_help
-from facmon.alerts.notify import ConsoleNotifier, Notification, build_notifiers
+from facmon.alerts.notifications.channels import (
+    EmailNotifier,
+    MqttNotifier,
+    WebhookNotifier,
+    build_notifiers,
+    publish_outcome,
+    retry_may_help,
+)
+from facmon.alerts.notifications.notifier import ConsoleNotifier, Notification
 from facmon.cmd.broker import Broker, free_port, start_broker
 from facmon.facility.config import EmailChannel, MqttChannel, MqttConfig, NotificationsConfig, WebhookChannel
 from tests.waiting import eventually
@@ -427,17 +434,19 @@ def test_a_broker_that_is_busy_may_take_it_later_one_that_refuses_will_not(
 
 
 def test_mqtt_channel_with_qos_0_or_2_warns_that_refusals_cannot_be_seen(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="facmon.alerts.channels")
+    caplog.set_level(logging.WARNING, logger="facmon.alerts.notifications.channels")
     for qos in (0, 1, 2):
         MqttNotifier(f"siren-{qos}", MqttChannel(type="mqtt", topic="facility/alerts/siren", qos=qos), MqttConfig())
-    assert [r.getMessage().split(":")[0] for r in caplog.records if r.name == "facmon.alerts.channels"] == [
+    assert [
+        r.getMessage().split(":")[0] for r in caplog.records if r.name == "facmon.alerts.notifications.channels"
+    ] == [
         "notification channel siren-0 publishes with qos 0",
         "notification channel siren-2 publishes with qos 2",
     ]
 
 
 def test_a_broker_without_mqtt_5_gets_mqtt_3_1_1_and_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="facmon.alerts.channels")
+    caplog.set_level(logging.WARNING, logger="facmon.alerts.notifications.channels")
     broker = start_broker("embedded")  # amqtt: MQTT 3.1.1 only
     topic = f"facility/alerts/siren-{uuid.uuid4().hex[:6]}"
     received: list[bytes] = []
@@ -457,7 +466,7 @@ def test_a_broker_without_mqtt_5_gets_mqtt_3_1_1_and_a_warning(caplog: pytest.Lo
         assert first.ok and second.ok, (first.detail, second.detail)
         eventually(lambda: len(received) == 2, what="both messages")
         # Once: the second message went straight to MQTT 3.1.1.
-        [warning] = [r.getMessage() for r in caplog.records if r.name == "facmon.alerts.channels"]
+        [warning] = [r.getMessage() for r in caplog.records if r.name == "facmon.alerts.notifications.channels"]
         assert warning.startswith(f"notification channel siren: the broker at {broker.url} does not speak MQTT 5")
         assert "cannot be told from one it took" in warning
     finally:

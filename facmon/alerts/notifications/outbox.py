@@ -30,8 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from facmon.alerts.notify import Delivery, Notification, Notifier
-from facmon.alerts.redaction import redact
+from facmon.alerts.notifications.notifier import Delivery, Notification, Notifier
+from facmon.alerts.notifications.redaction import redact
 from facmon.facility.clock import Clock
 from facmon.facility.model import NotificationState, QueuedNotification
 from facmon.facility.state import StateStore

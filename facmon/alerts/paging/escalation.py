@@ -19,12 +19,12 @@ from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from facmon.alerts.ack_links import AckLinks
 from facmon.alerts.errors import AcknowledgeError
 from facmon.alerts.messages import page
-from facmon.alerts.notify import Notifier
-from facmon.alerts.oncall import Roster
-from facmon.alerts.work_orders import OPEN_STATUSES
+from facmon.alerts.notifications.notifier import Notifier
+from facmon.alerts.paging.ack_links import AckLinks
+from facmon.alerts.paging.oncall import Roster
+from facmon.alerts.work_orders.lifecycle import OPEN_STATUSES
 from facmon.facility.model import (
     Escalation,
     EscalationState,

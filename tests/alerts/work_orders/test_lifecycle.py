@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from facmon.alerts.errors import TransitionInputError, TransitionNotAllowedError
-from facmon.alerts.work_order_lifecycle import (
+from facmon.alerts.work_orders.lifecycle import (
     TRANSITIONS,
     allowed_transitions,
     resolution_time,

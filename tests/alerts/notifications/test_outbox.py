@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 
-from facmon.alerts.notify import Delivery, Notification
-from facmon.alerts.outbox import Outbox
-from facmon.alerts.work_orders import WorkOrderPolicy
+from facmon.alerts.notifications.notifier import Delivery, Notification
+from facmon.alerts.notifications.outbox import Outbox
+from facmon.alerts.work_orders.from_alarms import WorkOrderPolicy
 from facmon.facility.config import load_config
 from facmon.facility.model import NotificationState, Reading
 from facmon.facility.registry import DeviceRegistry

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from paho.mqtt.enums import MQTTProtocolVersion
 
-from facmon.alerts.channels import MqttNotifier
-from facmon.alerts.outbox import Outbox
+from facmon.alerts.notifications.channels import MqttNotifier
+from facmon.alerts.notifications.outbox import Outbox
 from facmon.cmd.service import Service
 from facmon.facility.config import FacilityConfig, MqttChannel, load_config
 from facmon.facility.model import NotificationState

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from facmon.alerts.ack_links import AckLinks
 from facmon.alerts.errors import AckLinkError, AcknowledgeError
-from facmon.alerts.escalation import Escalator
-from facmon.alerts.notify import Notification
-from facmon.alerts.outbox import Outbox
-from facmon.alerts.sla import SlaWatch
-from facmon.alerts.work_orders import WorkOrderPolicy, announce_work_order, open_work_order, transition_work_order
+from facmon.alerts.notifications.notifier import Notification
+from facmon.alerts.notifications.outbox import Outbox
+from facmon.alerts.paging.ack_links import AckLinks
+from facmon.alerts.paging.escalation import Escalator
+from facmon.alerts.work_orders.from_alarms import WorkOrderPolicy
+from facmon.alerts.work_orders.records import announce_work_order, open_work_order, transition_work_order
+from facmon.alerts.work_orders.sla import SlaWatch
 from facmon.facility.config import FacilityConfig, load_config
 from facmon.facility.model import (
     Category,

@@ -21,6 +21,9 @@ from facmon.facility.model import WorkOrder, WorkOrderEvent, WorkOrderStatus
 
 S = WorkOrderStatus
 
+# The statuses of a work order that someone still has to act on.
+OPEN_STATUSES = (S.OPEN, S.ASSIGNED, S.IN_PROGRESS, S.ON_HOLD)
+
 TRANSITIONS: Mapping[WorkOrderStatus, tuple[WorkOrderStatus, ...]] = {
     S.OPEN: (S.ASSIGNED, S.IN_PROGRESS, S.CANCELLED),
     S.ASSIGNED: (S.IN_PROGRESS, S.ON_HOLD, S.OPEN, S.CANCELLED),

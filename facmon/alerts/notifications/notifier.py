@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol, TextIO
 
-from facmon.alerts.redaction import redact
-from facmon.facility.config import ConsoleChannel, MqttConfig, NotificationsConfig
+from facmon.alerts.notifications.redaction import redact
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +42,7 @@ class Notifier(Protocol):
         """Deliver, or say why not and whether trying again could help.
 
         The detail of a failure is shown to viewers and logged: it must not carry the channel's secrets
-        (see `facmon.alerts.redaction`).
+        (see `facmon.alerts.notifications.redaction`).
         """
 
 
@@ -67,17 +66,3 @@ class ConsoleNotifier:
         except (OSError, ValueError) as exc:
             return Delivery(False, retryable=False, detail=redact(str(exc)))
         return Delivery(True)
-
-
-def build_notifiers(config: NotificationsConfig, mqtt: MqttConfig | None = None) -> list[Notifier]:
-    """One notifier per configured channel; `mqtt` is the service's broker, which MQTT channels publish to."""
-    # Imported here: the channels build on this module's types, and this function builds the channels.
-    from facmon.alerts.channels import build_channel
-
-    notifiers: list[Notifier] = []
-    for name, channel in config.channels.items():
-        if isinstance(channel, ConsoleChannel):
-            notifiers.append(ConsoleNotifier(name, channel.language))
-        else:
-            notifiers.append(build_channel(name, channel, mqtt or MqttConfig()))
-    return notifiers
