@@ -16,7 +16,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from facmon.alerts.notifications.notifier import Delivery, Notification
 from facmon.cmd.broker import Broker, start_broker
 from facmon.facility.config import FacilityConfig, load_config
+from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import StateStore
+from facmon.ingest.storage import TelemetryStore, open_telemetry_store
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "facility.yaml"
 POSTGRES_ADMIN_URL = os.environ.get("FACMON_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -110,6 +112,11 @@ def example_config(tmp_path: Path, broker: Broker, **env: str) -> FacilityConfig
             **env,
         },
     )
+
+
+def configured_telemetry(config: FacilityConfig) -> TelemetryStore:
+    """The telemetry store a config names, opened as the service opens it: for a test to wrap and hand over."""
+    return open_telemetry_store(config.storage.telemetry, DeviceRegistry.from_config(config))
 
 
 @pytest.fixture

@@ -37,11 +37,11 @@ from facmon.facility.state import StateStore
 from facmon.facility.topics import parse_gateway_status_topic
 from facmon.ingest.decode import Decoder
 from facmon.ingest.metrics import IngestMetrics, RejectMetrics
-from facmon.ingest.pipeline import IngestPipeline
+from facmon.ingest.pipeline import RETRY_DELAY_S, IngestPipeline
 from facmon.ingest.presence import DevicePresence, GatewayPresence
 from facmon.ingest.rejects import RejectGate, RejectSources
 from facmon.ingest.spool import Spool
-from facmon.ingest.storage import open_telemetry_store
+from facmon.ingest.storage import TelemetryStore, open_telemetry_store
 from facmon.ingest.subscriber import Message, MqttSubscriber
 from facmon.rules.conditions import RuleSet
 from facmon.rules.flood import FloodDetector
@@ -60,7 +60,10 @@ PAGING_EVERY_S = 1.0
 
 
 class Service:
-    """Everything but the HTTP server's loop: build with a config, `start()`, `stop()`."""
+    """Everything but the HTTP server's loop: build with a config, `start()`, `stop()`.
+
+    A `telemetry` store given is used instead of opening the configured one, and closed by `stop()` all the same.
+    """
 
     def __init__(
         self,
@@ -69,13 +72,17 @@ class Service:
         clock: Clock | None = None,
         notifiers: list[Notifier] | None = None,
         config_path: Path | None = None,
+        telemetry: TelemetryStore | None = None,
+        ingest_retry_delay: float = RETRY_DELAY_S,
     ) -> None:
         self.config = config
         self.config_path = config_path
         self.clock = clock or SystemClock()
         self.registry = DeviceRegistry.from_config(config)
         self.state = StateStore.open(config.storage.state_url)
-        self.telemetry = open_telemetry_store(config.storage.telemetry, self.registry)
+        self.telemetry = (
+            telemetry if telemetry is not None else open_telemetry_store(config.storage.telemetry, self.registry)
+        )
         self.presence = DevicePresence(config.ingest.stale_after, config.ingest.offline_after)
         self.gateways = GatewayPresence((site.id, gw.id) for site in config.sites for gw in site.gateways)
         self.metrics = CollectorRegistry()
@@ -106,6 +113,7 @@ class Service:
             metrics=IngestMetrics(self.metrics),
             acknowledge=self._acknowledge,
             batch_size=config.ingest.batch_size,
+            retry_delay=ingest_retry_delay,
             reject_gate=self.reject_gate,
         )
         self.subscriber = MqttSubscriber(config.mqtt, self.pipeline.submit, on_status=self._on_gateway_status)
@@ -114,10 +122,14 @@ class Service:
         self.rules.restore(self.clock.now())
         self.pipeline.sinks.append(self.rules)
         if notifiers is None:
+            # Channels stamp on the wall clock, whatever the service's: chat platforms refuse a signature whose
+            # time stamp is far from theirs.
             notifiers = build_notifiers(config.notifications, config.mqtt)
         oncall = config.oncall
         links = (
-            AckLinks(oncall.link_secret.get_secret_value(), config.api.public_url, oncall.link_valid_for)
+            AckLinks(
+                oncall.link_secret.get_secret_value(), config.api.public_url, oncall.link_valid_for, clock=self.clock
+            )
             if oncall.link_secret is not None and config.api.public_url
             else None
         )

@@ -28,6 +28,7 @@ from facmon.ingest.subscriber import Message
 log = logging.getLogger(__name__)
 
 DRAIN_CHUNK = 5000
+RETRY_DELAY_S = 1.0
 
 
 class ReadingSink(Protocol):
@@ -89,7 +90,7 @@ class IngestPipeline:
         metrics: IngestMetrics,
         acknowledge: Callable[[Message], None],
         batch_size: int = 1000,
-        retry_delay: float = 1.0,
+        retry_delay: float = RETRY_DELAY_S,
         reject_gate: RejectGate | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -234,10 +235,10 @@ class IngestPipeline:
         Raises TelemetryStoreError when the store is down, even halfway: what was written is written again
         later, which the stores' idempotent writes allow.
         """
-        started = time.perf_counter()
+        started = self._monotonic()
         try:
             self._telemetry.write(readings)
-            self._metrics.write_seconds.observe(time.perf_counter() - started)
+            self._metrics.write_seconds.observe(self._monotonic() - started)
             return []
         except TelemetryStoreError:
             raise

@@ -23,7 +23,7 @@ from facmon.facility.config import FacilityConfig
 from facmon.facility.model import Reading
 from facmon.ingest.errors import TelemetryStoreError
 from facmon.ingest.storage import TelemetryStore
-from tests.conftest import EXAMPLE, example_config
+from tests.conftest import EXAMPLE, configured_telemetry, example_config
 from tests.publishing import Gateway
 from tests.signing import signed_in
 from tests.waiting import eventually
@@ -100,11 +100,9 @@ def test_valid_and_malformed_traffic_interleaved(facility_config: FacilityConfig
 
 
 def test_a_store_outage_mid_stream_loses_nothing(facility_config: FacilityConfig, mqtt_broker: Broker) -> None:
-    service = Service(facility_config, notifiers=[])
-    flaky = FlakyStore(service.telemetry)
+    flaky = FlakyStore(configured_telemetry(facility_config))
     flaky.down = False
-    service.pipeline._telemetry = flaky
-    service.pipeline._retry_delay = 0.05
+    service = Service(facility_config, notifiers=[], telemetry=flaky, ingest_retry_delay=0.05)
     service.start()
     gateway = Gateway(mqtt_broker)
     try:
@@ -135,10 +133,8 @@ def test_a_store_outage_mid_stream_loses_nothing(facility_config: FacilityConfig
 def test_a_full_spool_stops_acknowledging_and_the_broker_keeps_the_rest(
     facility_config: FacilityConfig, mqtt_broker: Broker
 ) -> None:
-    down = Service(facility_config, notifiers=[])
-    flaky = FlakyStore(down.telemetry)
-    down.pipeline._telemetry = flaky
-    down.pipeline._retry_delay = 0.05
+    flaky = FlakyStore(configured_telemetry(facility_config))
+    down = Service(facility_config, notifiers=[], telemetry=flaky, ingest_retry_delay=0.05)
     down.spool.max_readings = 10
     down.start()
     gateway = Gateway(mqtt_broker)

@@ -17,7 +17,7 @@ from facmon.facility.model import Reading
 from facmon.ingest.errors import TelemetryStoreError
 from facmon.ingest.storage import TelemetryStore
 from facmon.ingest.subscriber import Message
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, configured_telemetry
 from tests.ingest.test_decode import OUT_OF_RANGE
 from tests.publishing import Gateway
 from tests.waiting import eventually
@@ -85,9 +85,8 @@ def test_each_value_no_store_can_hold_is_rejected_and_a_fire_alarm_right_after_i
 def test_a_reading_the_store_fails_on_is_rejected_alone_and_the_rest_of_its_batch_is_stored(
     facility_config: FacilityConfig, clock: FakeClock
 ) -> None:
-    service = Service(facility_config, notifiers=[], clock=clock)
-    faulty = StoreWithAFault(service.telemetry)
-    service.pipeline._telemetry = faulty
+    faulty = StoreWithAFault(configured_telemetry(facility_config))
+    service = Service(facility_config, notifiers=[], clock=clock, telemetry=faulty)
     try:
         pressures = [4.0 + i / 100 for i in range(40)]
         pressures[23] = POISON
@@ -112,11 +111,9 @@ def test_a_reading_the_store_fails_on_is_rejected_alone_and_the_rest_of_its_batc
 def test_a_reading_the_store_fails_on_does_not_block_the_spool(
     facility_config: FacilityConfig, mqtt_broker: Broker
 ) -> None:
-    service = Service(facility_config, notifiers=[])
-    faulty = StoreWithAFault(service.telemetry)
+    faulty = StoreWithAFault(configured_telemetry(facility_config))
     faulty.down = True  # an outage first: everything, the poison too, waits in the spool
-    service.pipeline._telemetry = faulty
-    service.pipeline._retry_delay = 0.05
+    service = Service(facility_config, notifiers=[], telemetry=faulty, ingest_retry_delay=0.05)
     service.start()
     gateway = Gateway(mqtt_broker)
     try:

@@ -67,8 +67,7 @@ def test_a_fire_alarm_during_a_sqlite_lock_is_raised_with_its_work_order_once_th
     tmp_path: Path, mqtt_broker: Broker
 ) -> None:
     config = example_config(tmp_path, mqtt_broker)
-    service = Service(config)
-    service.pipeline._retry_delay = 0.2
+    service = Service(config, ingest_retry_delay=0.2)
     # Another process holds the write lock longer than the state store waits for it (its busy timeout).
     locker = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
 
@@ -89,8 +88,7 @@ def test_a_fire_alarm_during_a_postgresql_outage_is_raised_with_its_work_order_o
 ) -> None:
     with pg_cluster() as cluster:
         config = example_config(tmp_path, mqtt_broker, FACMON_STORAGE__STATE_URL=cluster.url)
-        service = Service(config)
-        service.pipeline._retry_delay = 0.2
+        service = Service(config, ingest_retry_delay=0.2)
         a_fire_alarm_survives_an_outage(service, mqtt_broker, cluster.stop, cluster.start)
 
 

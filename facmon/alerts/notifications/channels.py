@@ -18,9 +18,9 @@ import smtplib
 import ssl
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Any
@@ -34,6 +34,7 @@ from pydantic import SecretStr
 
 from facmon.alerts.notifications.notifier import ConsoleNotifier, Delivery, Notification, Notifier
 from facmon.alerts.notifications.redaction import redact, redact_url
+from facmon.facility.clock import Clock, SystemClock
 from facmon.facility.config import (
     ConsoleChannel,
     EmailChannel,
@@ -43,13 +44,7 @@ from facmon.facility.config import (
     WebhookChannel,
 )
 
-Clock = Callable[[], datetime]
-
 log = logging.getLogger(__name__)
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def build_channel(name: str, channel: WebhookChannel | EmailChannel | MqttChannel, mqtt: MqttConfig) -> Notifier:
@@ -172,12 +167,16 @@ class WebhookNotifier:
     """POSTs JSON to a URL, in facmon's own signed format or in a chat platform's robot format."""
 
     def __init__(
-        self, name: str, channel: WebhookChannel, clock: Clock = _utc_now, pool: urllib3.PoolManager | None = None
+        self,
+        name: str,
+        channel: WebhookChannel,
+        clock: Clock | None = None,
+        pool: urllib3.PoolManager | None = None,
     ) -> None:
         self.name = name
         self.language: str = channel.language
         self._channel = channel
-        self._clock = clock
+        self._clock = clock or SystemClock()
         # No retries here: the outbox owns retrying, and needs to hear about each failure.
         self._pool = pool or urllib3.PoolManager(retries=False)
 
@@ -187,7 +186,7 @@ class WebhookNotifier:
 
     def send(self, notification: Notification) -> Delivery:
         channel = self._channel
-        now = self._clock()
+        now = self._clock.now()
         secret = channel.secret.get_secret_value() if channel.secret else None
         url = channel.url
         payload = webhook_payload(channel.format, notification, self.language, now)
@@ -264,11 +263,11 @@ def _with_query(url: str, extra: dict[str, str]) -> str:
 class EmailNotifier:
     """Sends a plain-text UTF-8 e-mail over SMTP: STARTTLS on 587 by default, or TLS from the start (`ssl`)."""
 
-    def __init__(self, name: str, channel: EmailChannel, clock: Clock = _utc_now) -> None:
+    def __init__(self, name: str, channel: EmailChannel, clock: Clock | None = None) -> None:
         self.name = name
         self.language: str = channel.language
         self._channel = channel
-        self._clock = clock
+        self._clock = clock or SystemClock()
 
     @property
     def timeout(self) -> timedelta:
@@ -280,7 +279,7 @@ class EmailNotifier:
         msg["Subject"] = notification.subject
         msg["From"] = channel.sender
         msg["To"] = notification.to if notification.to else ", ".join(channel.to)
-        msg["Date"] = format_datetime(self._clock())
+        msg["Date"] = format_datetime(self._clock.now())
         domain = channel.sender.rsplit("@", 1)[1]
         msg["Message-ID"] = f"<{notification.key}@{domain}>" if notification.key else make_msgid(domain=domain)
         msg.set_content(notification.body, charset="utf-8")
@@ -398,12 +397,12 @@ class MqttNotifier:
     now, where a held one may have died unnoticed since the last message.
     """
 
-    def __init__(self, name: str, channel: MqttChannel, mqtt: MqttConfig, clock: Clock = _utc_now) -> None:
+    def __init__(self, name: str, channel: MqttChannel, mqtt: MqttConfig, clock: Clock | None = None) -> None:
         self.name = name
         self.language: str = channel.language
         self._channel = channel
         self._mqtt = mqtt
-        self._clock = clock
+        self._clock = clock or SystemClock()
         self._protocol = paho.MQTTv5
         if channel.qos == 0:
             log.warning(
@@ -428,7 +427,11 @@ class MqttNotifier:
 
     def _send(self, notification: Notification) -> Delivery:
         channel = self._channel
-        document = {"subject": notification.subject, "body": notification.body, "sent_at": self._clock().isoformat()}
+        document = {
+            "subject": notification.subject,
+            "body": notification.body,
+            "sent_at": self._clock.now().isoformat(),
+        }
         if notification.to:
             document["to"] = notification.to
         if notification.key:

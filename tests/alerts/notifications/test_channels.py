@@ -38,6 +38,7 @@ from facmon.alerts.notifications.channels import (
 from facmon.alerts.notifications.notifier import ConsoleNotifier, Notification
 from facmon.cmd.broker import Broker, free_port, start_broker
 from facmon.facility.config import EmailChannel, MqttChannel, MqttConfig, NotificationsConfig, WebhookChannel
+from tests.conftest import FakeClock
 from tests.waiting import eventually
 
 NOW = datetime(2026, 11, 23, 1, 36, 12, tzinfo=UTC)
@@ -46,10 +47,6 @@ PAGE = Notification(
     body="设备 pump-1，位置 riverside / A / B1 pump room，响应期限 2026-11-23 01:41",
     key="notification-42",
 )
-
-
-def fixed_clock() -> datetime:
-    return NOW
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -106,7 +103,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 def webhook(url: str, **settings: Any) -> WebhookNotifier:
-    return WebhookNotifier("hook", WebhookChannel(type="webhook", url=url, **settings), clock=fixed_clock)
+    return WebhookNotifier("hook", WebhookChannel(type="webhook", url=url, **settings), clock=FakeClock(NOW))
 
 
 def test_generic_webhook_is_signed_so_the_receiver_can_verify_it(receiver: Receiver) -> None:
@@ -279,7 +276,7 @@ def mailer(port: int, **settings: Any) -> EmailNotifier:
             **settings,
         }
     )
-    return EmailNotifier("mail", channel, clock=fixed_clock)
+    return EmailNotifier("mail", channel, clock=FakeClock(NOW))
 
 
 def test_email_arrives_with_chinese_subject_and_body_intact(smtp_server: tuple[Mailbox, int]) -> None:
@@ -341,7 +338,7 @@ def test_mqtt_channel_publishes_json_a_subscriber_receives(mqtt_broker: Broker) 
     try:
         eventually(subscribed.is_set, what="subscribed")
         mqtt = MqttConfig(url=mqtt_broker.url, client_id="facmon-test")
-        siren = MqttNotifier("siren", MqttChannel(type="mqtt", topic=topic), mqtt, clock=fixed_clock)
+        siren = MqttNotifier("siren", MqttChannel(type="mqtt", topic=topic), mqtt, clock=FakeClock(NOW))
 
         delivery = siren.send(PAGE)
 

@@ -53,9 +53,7 @@ def test_a_webhook_receiver_that_is_down_is_retried_until_it_is_up(tmp_path: Pat
     url = f"http://127.0.0.1:{port}/hook"
     clock = FakeClock(T0)
     store = StateStore.open(f"sqlite:///{tmp_path / 'state.db'}")
-    hook = WebhookNotifier(
-        "ops", WebhookChannel(type="webhook", url=url, secret="s3cret", timeout="2s"), clock=clock.now
-    )
+    hook = WebhookNotifier("ops", WebhookChannel(type="webhook", url=url, secret="s3cret", timeout="2s"), clock=clock)
     outbox = Outbox(store, {"ops": hook}, clock, max_attempts=5, jitter=0.0, rng=random.Random(1))
     row = queue(store, "ops", "WO-20261122-0001")
 
@@ -115,7 +113,7 @@ def test_a_receiver_that_stays_down_is_dead_lettered(tmp_path: Path) -> None:
     clock = FakeClock(T0)
     store = StateStore.open(f"sqlite:///{tmp_path / 'state.db'}")
     url = f"http://127.0.0.1:{free_port()}/hook"
-    hook = WebhookNotifier("ops", WebhookChannel(type="webhook", url=url, timeout="2s"), clock=clock.now)
+    hook = WebhookNotifier("ops", WebhookChannel(type="webhook", url=url, timeout="2s"), clock=clock)
     outbox = Outbox(store, {"ops": hook}, clock, max_attempts=3, jitter=0.0)
     row = queue(store, "ops", "WO-20261122-0002")
     for _ in range(10):
@@ -147,7 +145,7 @@ def test_email_through_the_outbox_reaches_a_real_smtp_server(tmp_path: Path) -> 
                 "timeout": "5s",
             }
         )
-        outbox = Outbox(store, {"mail": EmailNotifier("mail", channel, clock=clock.now)}, clock)
+        outbox = Outbox(store, {"mail": EmailNotifier("mail", channel, clock=clock)}, clock)
         row = queue(store, "mail", "WO-20261122-0003")
         assert outbox.deliver_due(clock.now()) == 1
         [message] = mailbox.messages
@@ -226,9 +224,9 @@ def test_a_black_holed_mail_server_holds_up_no_other_channel(
                 "timeout": "5m",  # the longest allowed: longer than the outbox's old fixed claim of 2 minutes
             }
         ),
-        clock=clock.now,
+        clock=clock,
     )
-    hook = WebhookNotifier("ops", WebhookChannel(type="webhook", url=f"{receiver.base}/hook"), clock=clock.now)
+    hook = WebhookNotifier("ops", WebhookChannel(type="webhook", url=f"{receiver.base}/hook"), clock=clock)
     outbox = Outbox(store, {"mail": mail, "ops": hook}, clock, wait=timedelta(milliseconds=200))
     stuck = queue(store, "mail", "WO-20261122-0001")  # the older one: first in line
     page = queue(store, "ops", "WO-20261122-0001")

@@ -6,7 +6,6 @@ Real SQLite state store and outbox; the clock is injected; channels are recorder
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -56,7 +55,7 @@ class Facility:
         self.config, self.clock, self.channels = config, clock, channels
         self.registry = DeviceRegistry.from_config(config)
         self.store = StateStore.open(f"sqlite:///{db}")
-        links = AckLinks("x" * 32, "https://facmon.example.com", timedelta(hours=1))
+        links = AckLinks("x" * 32, "https://facmon.example.com", timedelta(hours=1), clock=clock)
         self.escalator = Escalator(config.oncall, self.store, config.tz, channels, links=links)
         self.rules = RuleProcessor(RuleSet.compile(config.rules, self.registry), self.registry, self.store)
         self.rules.listeners.append(
@@ -261,7 +260,7 @@ def test_ack_links_acknowledge_as_the_person_paged(facility: Facility) -> None:
     f = facility
     order = f.smoke_alarm()
     f.tick()
-    links = AckLinks("x" * 32, "https://facmon.example.com", timedelta(hours=1))
+    links = AckLinks("x" * 32, "https://facmon.example.com", timedelta(hours=1), clock=f.clock)
     [page] = f.pages()
     token = page.body.rsplit("/ack/", 1)[1]
     escalation_id, person = links.verify(token)
@@ -273,13 +272,13 @@ def test_ack_links_acknowledge_as_the_person_paged(facility: Facility) -> None:
     with pytest.raises(AckLinkError, match="not a valid"):
         links.verify(token[:-2] + ("AA" if not token.endswith("AA") else "BB"))
     with pytest.raises(AckLinkError, match="not a valid"):
-        AckLinks("y" * 32, "https://facmon.example.com", timedelta(hours=1)).verify(token)
+        AckLinks("y" * 32, "https://facmon.example.com", timedelta(hours=1), clock=f.clock).verify(token)
 
 
-def test_ack_links_expire() -> None:
-    links = AckLinks("x" * 32, "https://facmon.example.com", timedelta(seconds=1))
+def test_ack_links_expire(clock: FakeClock) -> None:
+    links = AckLinks("x" * 32, "https://facmon.example.com", timedelta(seconds=1), clock=clock)
     token = links.token(1, "li.na")
-    time.sleep(2.1)  # the signature's timestamp has a resolution of one second
+    clock.advance(seconds=2.1)  # the signature's timestamp has a resolution of one second
     with pytest.raises(AckLinkError, match="expired"):
         links.verify(token)
 
