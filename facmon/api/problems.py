@@ -17,9 +17,17 @@ from starlette.exceptions import HTTPException
 
 from facmon.alerts.errors import AckLinkError, AcknowledgeError, TransitionInputError, TransitionNotAllowedError
 from facmon.api.headers import SECURITY_HEADERS
-from facmon.facility.errors import ConfigError, NotFoundError, StateStoreError
+from facmon.facility.errors import (
+    AccountError,
+    ConfigError,
+    LockedOutError,
+    NotFoundError,
+    SignInError,
+    StateStoreError,
+    UserExistsError,
+)
 from facmon.ingest.errors import TelemetryStoreError
-from facmon.rules.alarm_lifecycle import LifecycleError
+from facmon.rules.errors import LifecycleError
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +58,13 @@ def store_unavailable(exc: StateStoreError, *, signed_in: bool) -> JSONResponse:
     detail = str(exc) if signed_in else "the state store does not answer: try again shortly"
     response = problem(503, "State store unavailable", detail)
     response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
+
+
+def too_many_requests(detail: str, retry_after: int) -> JSONResponse:
+    """429, with the seconds to wait before trying again."""
+    response = problem(429, "Too Many Requests", detail)
+    response.headers["Retry-After"] = str(retry_after)
     return response
 
 
@@ -106,6 +121,23 @@ def install(app: FastAPI) -> None:
     async def _telemetry(_request: Request, exc: TelemetryStoreError) -> JSONResponse:
         log.error("telemetry store: %s", exc)
         return problem(503, "Telemetry store unavailable", str(exc))
+
+    # A lockout is a SignInError too, and a taken username an AccountError: the nearest class's handler answers.
+    @app.exception_handler(LockedOutError)
+    async def _locked_out(_request: Request, exc: LockedOutError) -> JSONResponse:
+        return too_many_requests(str(exc), max(1, int((exc.until - exc.at).total_seconds())))
+
+    @app.exception_handler(SignInError)
+    async def _sign_in(_request: Request, exc: SignInError) -> JSONResponse:
+        return problem(401, _title(401), str(exc))
+
+    @app.exception_handler(UserExistsError)
+    async def _user_exists(_request: Request, exc: UserExistsError) -> JSONResponse:
+        return problem(409, _title(409), str(exc))
+
+    @app.exception_handler(AccountError)
+    async def _account(_request: Request, exc: AccountError) -> JSONResponse:
+        return problem(422, _title(422), str(exc))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

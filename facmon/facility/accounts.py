@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from facmon.facility.errors import FacilityError
+from facmon.facility.errors import AccountError, LockedOutError, SignInError, UserExistsError
 from facmon.facility.model import ApiToken, Role, TokenKind, User
 from facmon.facility.state import StateStore
 
@@ -48,20 +48,6 @@ TOKEN_PREFIX = "fmn_"  # noqa: S105 - a prefix, not a secret
 TALLIES_MAX = 10_000
 # Failures from all addresses together that lock a user out everywhere, as a multiple of those from one address.
 TOTAL_FAILURES_FACTOR = 10
-
-
-class AccountError(FacilityError):
-    """A user or token that cannot be made as asked (taken name, short password, …)."""
-
-
-class SignInError(FacilityError):
-    """Wrong username or password, or a disabled user: the message never says which."""
-
-
-class LockedOutError(SignInError):
-    def __init__(self, until: datetime) -> None:
-        self.until = until
-        super().__init__("too many failed sign-ins: try again later")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +96,7 @@ class Accounts:
             raise AccountError(f"{username!r} is not a username: letters, digits and . _ @ - only, up to 64")
         check_password(password)
         if self._store.user(username) is not None:
-            raise AccountError(f"user {username!r} exists")
+            raise UserExistsError(f"user {username!r} exists")
         user = User(0, username, name or username, role, self._hasher.hash(password), at)
         with self._store.begin() as tx:
             return tx.insert_user(user)
@@ -146,7 +132,7 @@ class Accounts:
         stamp = None if known is None else hash(known.password_hash)
         count, until = self._from_address.count((username, address), at, stamp)
         if count > self.max_failures:
-            raise LockedOutError(until or at + self.lockout)
+            raise LockedOutError(until or at + self.lockout, at=at)
         with self._store.begin() as tx:
             user = tx.count_sign_in_attempt(username, at, limit=self.max_failures_total, locks_until=at + self.lockout)
         if user is None:
@@ -154,7 +140,7 @@ class Accounts:
         else:
             total, total_until = user.failed_logins, user.locked_until
         if total > self.max_failures_total:
-            raise LockedOutError(total_until or at + self.lockout)
+            raise LockedOutError(total_until or at + self.lockout, at=at)
         if user is None:
             self._decoy = self._decoy or self._hasher.hash(secrets.token_urlsafe(16))
             self._verify(self._decoy, password)
@@ -165,7 +151,7 @@ class Accounts:
         if total >= self.max_failures_total:
             ends.append(total_until)
         if ends:
-            raise LockedOutError(max(end or at + self.lockout for end in ends))
+            raise LockedOutError(max(end or at + self.lockout for end in ends), at=at)
         raise SignInError("wrong username or password")
 
     def _session(self, user: User, password: str, at: datetime, address: str) -> tuple[str, Principal]:

@@ -4,11 +4,16 @@ FacilityError
 ├── ConfigError        the config file cannot be read or does not validate; carries every problem found
 └── StateStoreError    the state store cannot be opened or reached, or stays locked (SQLite)
     └── NotFoundError  a requested alarm, work order, … does not exist
+AccountError           a user or token that cannot be made or changed as asked: a bad name, a short password (API: 422)
+└── UserExistsError    a new user whose username is taken (API: 409)
+SignInError            wrong username or password, or a disabled user; the message never says which (API: 401)
+└── LockedOutError     too many failed sign-ins: refused until `until`, the right password too (API: 429, Retry-After)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 
 class FacilityError(Exception):
@@ -44,3 +49,24 @@ class NotFoundError(StateStoreError):
         self.what = what
         self.key = key
         super().__init__(f"{what} {key} not found")
+
+
+class AccountError(FacilityError):
+    """A user or token that cannot be made or changed as asked (a bad name, a short password, no such user, …)."""
+
+
+class UserExistsError(AccountError):
+    """A new user whose username is taken."""
+
+
+class SignInError(FacilityError):
+    """Wrong username or password, or a disabled user: the message never says which."""
+
+
+class LockedOutError(SignInError):
+    """`until`: when the lockout ends; `at`: when the refused attempt was made, to tell how long to wait."""
+
+    def __init__(self, until: datetime, *, at: datetime) -> None:
+        self.until = until
+        self.at = at
+        super().__init__("too many failed sign-ins: try again later")

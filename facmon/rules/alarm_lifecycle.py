@@ -21,10 +21,7 @@ from datetime import datetime
 
 from facmon.facility.model import Alarm, AlarmEvent, AlarmState, Device
 from facmon.rules.engine import ConditionChange, ConditionEvent
-
-
-class LifecycleError(ValueError):
-    """An operator action that the alarm's state does not allow."""
+from facmon.rules.errors import LifecycleError
 
 
 def on_condition(alarm: Alarm | None, event: ConditionEvent, device: Device) -> tuple[Alarm, AlarmEvent] | None:

@@ -17,7 +17,6 @@ from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import ServiceRecord, StateStore
 from facmon.ingest.errors import SinkBehindError
 from facmon.rules.alarm_lifecycle import (
-    LifecycleError,
     acknowledge,
     comment,
     on_condition,
@@ -38,6 +37,7 @@ from facmon.rules.engine import (
     resume,
     tick,
 )
+from facmon.rules.errors import LifecycleError
 
 log = logging.getLogger(__name__)
 

@@ -34,6 +34,7 @@ from facmon.facility.config import FacilityConfig, MqttConfig
 from facmon.facility.registry import DeviceRegistry
 from facmon.facility.topics import gateway_status_topic, telemetry_topic
 from facmon.simulators.devices import DeviceModel, model_for
+from facmon.simulators.errors import GatewayConnectionError
 from facmon.simulators.scenario import Scenario
 from facmon.simulators.trace import Behaviour, Link, Publish, SimGateway, gateways_of, trace
 
@@ -92,7 +93,7 @@ class _Session:
         self._host, self._port = settings.host, settings.port
 
     def open(self) -> None:
-        """Connect and wait for the broker's CONNACK; raise ConnectionError when it does not come or says no."""
+        """Connect and wait for the broker's CONNACK; GatewayConnectionError when it does not come or says no."""
         answered = threading.Event()
         refused: list[str] = []
 
@@ -106,13 +107,13 @@ class _Session:
         try:
             self.client.connect(self._host, self._port, self._keepalive)
         except OSError as exc:
-            raise ConnectionError(f"{where}: {exc.strerror or exc}") from None
+            raise GatewayConnectionError(f"{where}: {exc.strerror or exc}") from None
         self.client.loop_start()
         if not answered.wait(CONNECT_TIMEOUT) or refused:
             self.client.disconnect()
             self.client.loop_stop()
             reason = refused[0] if refused else f"no answer within {CONNECT_TIMEOUT:g} s"
-            raise ConnectionError(f"{where}: {reason}")
+            raise GatewayConnectionError(f"{where}: {reason}")
 
     def publish(self, topic: str, payload: bytes, retain: bool = False, *, counted: bool = True) -> None:
         self.client.publish(topic, payload, qos=1, retain=retain)

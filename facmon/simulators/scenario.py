@@ -35,16 +35,13 @@ from facmon.facility.durations import parse_duration
 from facmon.facility.model import Severity
 from facmon.facility.registry import DeviceRegistry
 from facmon.simulators.devices import FAULTS
+from facmon.simulators.errors import ScenarioError
 
 # Faults of a gateway rather than a device: offline (its will says so) with readings buffered and flushed as
 # array payloads when it is back; a clock that runs ahead or behind; resends; a share of malformed messages.
 GATEWAY_FAULTS = frozenset({"outage", "clock_skew", "duplicates", "malformed"})
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-
-
-class ScenarioError(ValueError):
-    """A scenario file that cannot be used; the message names the file and the entry."""
 
 
 class _Event(BaseModel):

@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 
 from facmon.api.app import create_app
 from facmon.cmd.service import Service
-from facmon.facility.accounts import Accounts, SignInError
+from facmon.facility.accounts import Accounts
+from facmon.facility.errors import SignInError
 from facmon.facility.model import Role
 from tests.hashing import CountingHasher
 

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from facmon.facility.accounts import Accounts, LockedOutError, SignInError, Tallies
+from facmon.facility.accounts import Accounts, Tallies
+from facmon.facility.errors import LockedOutError, SignInError
 from facmon.facility.model import Role
 from facmon.facility.state import StateStore
 from tests.hashing import CountingHasher

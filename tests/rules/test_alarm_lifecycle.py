@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from facmon.facility.model import Alarm, AlarmState, Device, DeviceType, Severity
-from facmon.rules.alarm_lifecycle import LifecycleError, acknowledge, comment, on_condition, reset, shelve, unshelve
+from facmon.rules.alarm_lifecycle import acknowledge, comment, on_condition, reset, shelve, unshelve
 from facmon.rules.engine import ConditionChange, ConditionEvent
+from facmon.rules.errors import LifecycleError
 
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 PUMP = Device("pump-1", DeviceType.PUMP, "riverside", "A", "Pump 1")

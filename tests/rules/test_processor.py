@@ -12,8 +12,8 @@ from facmon.facility.model import AlarmEvent, AlarmState, Reading
 from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import StateStore, StateTransaction
 from facmon.ingest.errors import SinkBehindError
-from facmon.rules.alarm_lifecycle import LifecycleError
 from facmon.rules.conditions import RuleSet
+from facmon.rules.errors import LifecycleError
 from facmon.rules.processor import AlarmChange, RuleProcessor
 
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)

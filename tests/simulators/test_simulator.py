@@ -15,8 +15,9 @@ from facmon.cmd.broker import Broker
 from facmon.facility.config import FacilityConfig, load_config
 from facmon.facility.registry import DeviceRegistry
 from facmon.ingest.decode import Decoder
+from facmon.simulators.errors import ScenarioError
 from facmon.simulators.publisher import Simulator
-from facmon.simulators.scenario import Scenario, ScenarioError, load_scenario
+from facmon.simulators.scenario import Scenario, load_scenario
 from tests.conftest import EXAMPLE
 from tests.simulators.listening import Listener, readings
 from tests.waiting import eventually

@@ -12,7 +12,8 @@ import pytest
 from facmon.facility.config import FacilityConfig, load_config
 from facmon.facility.registry import DeviceRegistry
 from facmon.ingest.decode import Decoder
-from facmon.simulators.scenario import ScenarioError, load_scenario, parse_scenario
+from facmon.simulators.errors import ScenarioError
+from facmon.simulators.scenario import load_scenario, parse_scenario
 from facmon.simulators.trace import MALFORMED, Behaviour, Link, Publish, gateways_of, trace
 from tests.conftest import EXAMPLE
 

@@ -13,10 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from facmon.api.auth import SESSION_COOKIE, Admin, Authenticated, requires
 from facmon.api.deps import ServicesDep
 from facmon.api.limits import AddressThrottle, client_address
-from facmon.api.problems import problem
+from facmon.api.problems import too_many_requests
 from facmon.api.routes.params import Id, ends_after
 from facmon.api.schemas import Page, RequestBody, local_time
-from facmon.facility.accounts import AccountError, LockedOutError, Principal, SignInError
+from facmon.facility.accounts import Principal
+from facmon.facility.errors import LockedOutError, SignInError
 from facmon.facility.model import ApiToken, Role, TokenKind, User
 
 log = logging.getLogger(__name__)
@@ -112,15 +113,16 @@ def login(services: ServicesDep, request: Request, body: SignIn) -> Response:
     # Before the password is hashed: each hash costs 64 MiB and tens of milliseconds.
     if wait := throttle.take(address, now, per_minute):
         log.warning("sign-in from %s refused: more than %d a minute", address, per_minute)
-        return _too_many("too many sign-ins from this address: try again later", wait)
+        return too_many_requests("too many sign-ins from this address: try again later", wait)
+    # The errors are answered in problems.py; only here are the username and the address known, for the log.
     try:
         token, principal = services.accounts.sign_in(body.username, body.password, now, address=address)
     except LockedOutError as exc:
         log.warning("sign-in of %r from %s refused: locked out until %s", body.username, address, exc.until)
-        return _too_many(str(exc), max(1, int((exc.until - now).total_seconds())))
-    except SignInError as exc:
+        raise
+    except SignInError:
         log.warning("failed sign-in of %r from %s", body.username, address)
-        return problem(401, "Unauthorized", str(exc))
+        raise
     session = Session(token=token, **_me(principal, services).model_dump())
     response = JSONResponse(session.model_dump(mode="json"))
     response.set_cookie(
@@ -134,12 +136,6 @@ def login(services: ServicesDep, request: Request, body: SignIn) -> Response:
     )
     log.info("%s signed in (%s)", principal.name, principal.role)
     return response
-
-
-def _too_many(detail: str, retry_after: int) -> Response:
-    refused = problem(429, "Too Many Requests", detail)
-    refused.headers["Retry-After"] = str(retry_after)
-    return refused
 
 
 @router.post("/auth/logout", status_code=204, summary="Sign out: the session token stops working")
@@ -164,12 +160,7 @@ def list_users(services: ServicesDep, _admin: Admin) -> Page[UserPublic]:
 
 @router.post("/users", response_model=UserPublic, status_code=201, summary="Add a user (admin)")
 def add_user(services: ServicesDep, admin: Admin, body: NewUser) -> UserPublic:
-    try:
-        user = services.accounts.add_user(
-            body.username, body.password, body.role, name=body.name, at=services.clock.now()
-        )
-    except AccountError as exc:
-        raise HTTPException(409 if "exists" in str(exc) else 422, str(exc)) from None
+    user = services.accounts.add_user(body.username, body.password, body.role, name=body.name, at=services.clock.now())
     log.info("user %s (%s) added by %s", user.username, user.role, admin.name)
     return _public_user(user, services)
 
@@ -184,10 +175,7 @@ def list_tokens(services: ServicesDep, _admin: Admin) -> Page[TokenPublic]:
 def add_token(services: ServicesDep, admin: Admin, body: NewToken) -> TokenCreated:
     now = services.clock.now()
     expires = ends_after(now, body.expires_in, "expires_in")
-    try:
-        token, row = services.accounts.add_token(body.name, body.role, at=now, expires_at=expires)
-    except AccountError as exc:
-        raise HTTPException(422, str(exc)) from None
+    token, row = services.accounts.add_token(body.name, body.role, at=now, expires_at=expires)
     log.info("machine token %s (%s) made by %s", body.name, body.role, admin.name)
     return TokenCreated(token=token, **_public_token(row, services).model_dump())
 
