@@ -15,7 +15,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from facmon.alerts.notifications.notifier import Delivery, Notification
 from facmon.cmd.broker import Broker, start_broker
-from facmon.facility.config import FacilityConfig, load_config
+from facmon.config.facility import FacilityConfig
+from facmon.config.loader import load_config
 from facmon.facility.state import StateStore
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "facility.yaml"

@@ -17,7 +17,8 @@ from starlette.exceptions import HTTPException
 
 from facmon.alerts.errors import AckLinkError, AcknowledgeError, TransitionInputError, TransitionNotAllowedError
 from facmon.api.headers import SECURITY_HEADERS
-from facmon.facility.errors import ConfigError, NotFoundError, StateStoreError
+from facmon.config.errors import ConfigError
+from facmon.facility.errors import NotFoundError, StateStoreError
 from facmon.ingest.errors import TelemetryStoreError
 from facmon.rules.alarm_lifecycle import LifecycleError
 

@@ -31,9 +31,9 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from facmon.facility.durations import parse_duration
+from facmon.config.durations import parse_duration
+from facmon.config.registry import DeviceRegistry
 from facmon.facility.model import Severity
-from facmon.facility.registry import DeviceRegistry
 from facmon.simulators.devices import FAULTS
 
 # Faults of a gateway rather than a device: offline (its will says so) with readings buffered and flushed as

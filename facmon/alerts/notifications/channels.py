@@ -34,14 +34,8 @@ from pydantic import SecretStr
 
 from facmon.alerts.notifications.notifier import ConsoleNotifier, Delivery, Notification, Notifier
 from facmon.alerts.notifications.redaction import redact, redact_url
-from facmon.facility.config import (
-    ConsoleChannel,
-    EmailChannel,
-    MqttChannel,
-    MqttConfig,
-    NotificationsConfig,
-    WebhookChannel,
-)
+from facmon.config.mqtt import MqttConfig
+from facmon.config.notifications import ConsoleChannel, EmailChannel, MqttChannel, NotificationsConfig, WebhookChannel
 
 Clock = Callable[[], datetime]
 
