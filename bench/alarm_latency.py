@@ -50,8 +50,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from facmon.cmd.broker import Broker, BrokerError, start_broker
 from facmon.cmd.service import Service, sigterm_as_interrupt
-from facmon.facility.config import load_config
-from facmon.facility.errors import ConfigError
+from facmon.config.errors import ConfigError
+from facmon.config.loader import load_config
 from facmon.rules.processor import AlarmChange
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "facility.yaml"

@@ -66,9 +66,9 @@ import yaml
 from fastapi.testclient import TestClient
 
 from facmon.cmd.service import Service, freeze_startup_objects, listen
-from facmon.facility.config import FacilityConfig
+from facmon.config.facility import FacilityConfig
+from facmon.config.registry import DeviceRegistry
 from facmon.facility.model import Alarm, AlarmEvent, AlarmState, Device, DeviceType, Reading, Role
-from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import StateStore
 from facmon.facility.telemetry import FIELDS
 from facmon.ingest.storage.sqlite import SqliteTelemetryStore

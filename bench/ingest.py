@@ -40,9 +40,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from facmon.cmd.broker import BrokerError, MosquittoBroker, free_port, start_broker
-from facmon.facility.config import load_config
-from facmon.facility.errors import ConfigError
-from facmon.facility.registry import DeviceRegistry
+from facmon.config.errors import ConfigError
+from facmon.config.loader import load_config
+from facmon.config.registry import DeviceRegistry
 from facmon.facility.topics import telemetry_filter, telemetry_topic
 from facmon.simulators.devices import INTERVALS, model_for
 

@@ -9,7 +9,7 @@
 # so that neither is initialised with a password from the example.
 set -eu
 
-# facmon.facility.config._PLACEHOLDERS; tests/deploy/test_compose.py checks
+# facmon.config.checks._PLACEHOLDERS; tests/deploy/test_compose.py checks
 # that both give the same answer.
 placeholder='^(change[-_ ]?me.*|changeit|secret|password|passw0rd|example|placeholder|todo|tbd|xxx+|default|admin|test|123456.*|your[-_ ].*|<.*>|\$\{.*\}|\.\.\.)$'
 

@@ -15,8 +15,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from facmon.alerts.notifications.notifier import Delivery, Notification
 from facmon.cmd.broker import Broker, start_broker
-from facmon.facility.config import FacilityConfig, load_config
-from facmon.facility.registry import DeviceRegistry
+from facmon.config.facility import FacilityConfig
+from facmon.config.loader import load_config
+from facmon.config.registry import DeviceRegistry
 from facmon.facility.state import StateStore
 from facmon.ingest.storage import TelemetryStore, open_telemetry_store
 

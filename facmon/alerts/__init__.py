@@ -1,1 +1,1 @@
-"""Alerts: what alarms set in motion — work orders and notifications to people."""
+"""Alerts: what alarms set in motion — work orders, paging the people on call, and notifications."""

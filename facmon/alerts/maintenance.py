@@ -20,9 +20,9 @@ from apscheduler.triggers.cron import CronTrigger
 
 from facmon.alerts.notifications.notifier import Notifier
 from facmon.alerts.work_orders.records import open_work_order, queue_work_order_opened
-from facmon.facility.maintenance_config import METERS, Calendar, MaintenanceConfig, Meter, Plan
+from facmon.config.maintenance import METERS, Calendar, MaintenanceConfig, Meter, Plan
+from facmon.config.registry import DeviceRegistry
 from facmon.facility.model import CATEGORY_OF_DEVICE_TYPE, Device, MaintenanceOccurrence, WorkOrder, WorkOrderSource
-from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import StateStore
 from facmon.ingest.storage import Aggregate, Point, TelemetryStore
 

@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from facmon.alerts.work_orders.lifecycle import resolution_time
+from facmon.config.registry import DeviceRegistry
 from facmon.facility.model import Category, Priority, Severity, WorkOrder, WorkOrderStatus
-from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import StateStore
 
 TOP_COUNT = 10

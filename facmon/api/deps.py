@@ -11,10 +11,10 @@ from prometheus_client import CollectorRegistry
 
 from facmon.alerts.notifications.notifier import Notifier
 from facmon.alerts.paging.escalation import Escalator
+from facmon.config.facility import FacilityConfig
+from facmon.config.registry import DeviceRegistry
 from facmon.facility.accounts import Accounts
 from facmon.facility.clock import Clock
-from facmon.facility.config import FacilityConfig
-from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import StateStore
 from facmon.ingest.presence import DevicePresence, GatewayPresence
 from facmon.ingest.storage import TelemetryStore

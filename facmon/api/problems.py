@@ -17,9 +17,9 @@ from starlette.exceptions import HTTPException
 
 from facmon.alerts.errors import AckLinkError, AcknowledgeError, TransitionInputError, TransitionNotAllowedError
 from facmon.api.headers import SECURITY_HEADERS
+from facmon.config.errors import ConfigError
 from facmon.facility.errors import (
     AccountError,
-    ConfigError,
     LockedOutError,
     NotFoundError,
     SignInError,

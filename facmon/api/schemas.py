@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from facmon.facility.durations import format_duration
+from facmon.config.durations import format_duration
 from facmon.facility.model import (
     AlarmState,
     Category,

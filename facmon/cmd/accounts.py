@@ -7,9 +7,9 @@ import getpass
 import sys
 from datetime import UTC, datetime
 
+from facmon.config.durations import parse_duration
+from facmon.config.loader import load_config
 from facmon.facility.accounts import Accounts
-from facmon.facility.config import load_config
-from facmon.facility.durations import parse_duration
 from facmon.facility.errors import AccountError
 from facmon.facility.model import Role, TokenKind
 from facmon.facility.state import StateStore

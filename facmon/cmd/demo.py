@@ -13,7 +13,7 @@ from pathlib import Path
 
 from facmon.cmd.broker import BrokerKind, start_broker
 from facmon.cmd.service import Service, listen, serve_http
-from facmon.facility.config import load_config
+from facmon.config.loader import load_config
 from facmon.facility.model import Role
 from facmon.simulators.publisher import Simulator
 from facmon.simulators.scenario import load_scenario

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 
 from facmon import __version__
 from facmon.cmd.broker import BrokerError
-from facmon.facility.errors import ConfigError, FacilityError
+from facmon.config.errors import ConfigError
+from facmon.facility.errors import FacilityError
 
 if TYPE_CHECKING:
-    from facmon.facility.config import FacilityConfig
+    from facmon.config.facility import FacilityConfig
 from facmon.facility.model import Role
 from facmon.ingest.errors import IngestError
 
@@ -213,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from facmon.facility.config import load_config
+    from facmon.config.loader import load_config
 
     if args.command == "check-config":
         config = load_config(args.file)
@@ -269,8 +270,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _refuse_placeholders(config: FacilityConfig, path: Path) -> None:
-    from facmon.facility.config import placeholder_secrets
-    from facmon.facility.errors import ConfigProblem
+    from facmon.config.checks import placeholder_secrets
+    from facmon.config.errors import ConfigProblem
 
     found = placeholder_secrets(config)
     if found:
@@ -283,7 +284,7 @@ def _refuse_placeholders(config: FacilityConfig, path: Path) -> None:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from facmon.facility.config import load_config
+    from facmon.config.loader import load_config
     from facmon.simulators.load import DEFAULT_URL, facility_config, synthetic_facility, write_config
     from facmon.simulators.publisher import Simulator
     from facmon.simulators.scenario import Scenario, load_scenario, shipped

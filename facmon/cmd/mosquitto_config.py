@@ -31,7 +31,8 @@ from typing import TextIO
 
 from pydantic import SecretStr
 
-from facmon.facility.config import BROADCAST_TO, FacilityConfig, MqttChannel, MqttReceiver
+from facmon.config.facility import FacilityConfig
+from facmon.config.notifications import BROADCAST_TO, MqttChannel, MqttReceiver
 from facmon.facility.topics import gateway_status_topic, telemetry_topic
 
 # mosquitto_passwd's defaults for its `$7$` (PBKDF2-SHA512) format. The broker hashes on every CONNECT, so

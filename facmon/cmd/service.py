@@ -28,11 +28,12 @@ from facmon.alerts.work_orders.sla import SlaWatch
 from facmon.api.app import create_app
 from facmon.api.deps import Services
 from facmon.cmd.scheduler import Scheduler
+from facmon.config.errors import ConfigError, ConfigProblem
+from facmon.config.facility import FacilityConfig
+from facmon.config.loader import load_config
+from facmon.config.registry import DeviceRegistry
 from facmon.facility.accounts import Accounts
 from facmon.facility.clock import Clock, SystemClock, epoch_ms
-from facmon.facility.config import FacilityConfig, load_config
-from facmon.facility.errors import ConfigError, ConfigProblem
-from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import StateStore
 from facmon.facility.topics import parse_gateway_status_topic
 from facmon.ingest.decode import Decoder

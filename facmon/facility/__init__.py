@@ -1,1 +1,1 @@
-"""The facility: its domain types, its configuration and the state store shared by every part."""
+"""The facility: the domain types every part shares, the payload and topic contracts, and the state store."""

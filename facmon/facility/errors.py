@@ -1,43 +1,23 @@
 """Errors of the facility package.
 
 FacilityError
-├── ConfigError        the config file cannot be read or does not validate; carries every problem found
-└── StateStoreError    the state store cannot be opened or reached, or stays locked (SQLite)
-    └── NotFoundError  a requested alarm, work order, … does not exist
-AccountError           a user or token that cannot be made or changed as asked: a bad name, a short password (API: 422)
-└── UserExistsError    a new user whose username is taken (API: 409)
-SignInError            wrong username or password, or a disabled user; the message never says which (API: 401)
-└── LockedOutError     too many failed sign-ins: refused until `until`, the right password too (API: 429, Retry-After)
+├── StateStoreError      the state store cannot be opened or reached, or stays locked (SQLite)
+│   └── NotFoundError    a requested alarm, work order, … does not exist
+├── AccountError         a user or token that cannot be made or changed as asked: a bad name, a short password
+│   │                    (API: 422)
+│   └── UserExistsError  a new user whose username is taken (API: 409)
+└── SignInError          wrong username or password, or a disabled user; the message never says which (API: 401)
+    └── LockedOutError   too many failed sign-ins: refused until `until`, the right password too (API: 429,
+                         Retry-After)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 
 class FacilityError(Exception):
     """Base of the facility package's errors."""
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigProblem:
-    """One thing wrong with a config: where (file, key path, line) and what."""
-
-    source: str
-    path: str
-    message: str
-    line: int | None = None
-
-    def __str__(self) -> str:
-        where = f"{self.source}:{self.line}" if self.line is not None else self.source
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
-
-
-class ConfigError(FacilityError):
-    def __init__(self, problems: list[ConfigProblem]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
 
 
 class StateStoreError(FacilityError):

@@ -331,3 +331,43 @@ class ApiToken:
     expires_at: datetime | None = None
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+
+
+# The states of an alarm that is not cleared: its condition is active, or its return is not acknowledged yet.
+ACTIVE_STATES = (AlarmState.ACTIVE_UNACKED, AlarmState.ACTIVE_ACKED, AlarmState.RETURNED_UNACKED)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRecord:
+    """A device taken out of service: by whom, why, since when and, if known, until when."""
+
+    device_id: str
+    since: datetime
+    by: str
+    reason: str
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmTransition:
+    """An alarm event with the site, rule and device of its alarm: the raw material of the alarm KPIs."""
+
+    id: int
+    alarm_id: int
+    site: str
+    rule: str
+    device_id: str
+    kind: str
+    severity: Severity
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmFlood:
+    """A period of more alarms than operators can handle on one site; open while `ended_at` is None."""
+
+    id: int
+    site: str
+    started_at: datetime
+    ended_at: datetime | None
+    peak: int

@@ -14,9 +14,9 @@ from typing import NamedTuple
 
 import orjson
 
+from facmon.config.registry import DeviceRegistry
 from facmon.facility.clock import epoch_ms
 from facmon.facility.model import Device, DeviceType, Reading, Reject, Scalar
-from facmon.facility.registry import DeviceRegistry
 from facmon.facility.telemetry import DEFAULT_NOMINAL, FIELDS, REQUIRED_ANY, FieldSpec, Kind
 from facmon.facility.topics import parse_telemetry_topic, telemetry_topic
 from facmon.ingest.errors import PayloadError

@@ -18,12 +18,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from facmon.config.durations import format_duration
+from facmon.config.ingest import RejectsConfig
+from facmon.config.registry import DeviceRegistry
+from facmon.config.sites import SiteConfig
 from facmon.facility.clock import epoch_ms
-from facmon.facility.config import RejectsConfig, SiteConfig
-from facmon.facility.durations import format_duration
 from facmon.facility.errors import StateStoreError
 from facmon.facility.model import DeviceType, Reject
-from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import RejectsPruned, StateStore, reject_size
 from facmon.facility.topics import parse_telemetry_topic
 from facmon.ingest.metrics import RejectMetrics

@@ -14,7 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from facmon.facility.config import MqttConfig
+from facmon.config.mqtt import MqttConfig
 from facmon.facility.topics import gateway_status_filter, telemetry_filter
 
 log = logging.getLogger(__name__)

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from operator import itemgetter
 
+from facmon.config.registry import DeviceRegistry
+from facmon.config.rules import Condition, Derived, RuleConfig, nominal_key, percent
 from facmon.facility.model import Device, Scalar, Severity
-from facmon.facility.registry import DeviceRegistry
-from facmon.facility.rule_config import Condition, Derived, RuleConfig, nominal_key, percent
 from facmon.facility.telemetry import FIELDS
 
 # Where a rule's derived value sits among the values a condition can read.

@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from facmon.facility.state import AlarmFlood, StateStore
+from facmon.facility.model import AlarmFlood
+from facmon.facility.state import StateStore
 from facmon.rules.kpis import ANNUNCIATIONS
 from facmon.rules.processor import AlarmChange
 

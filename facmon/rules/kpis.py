@@ -12,8 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from facmon.facility.model import Alarm, Severity
-from facmon.facility.state import ACTIVE_STATES, AlarmTransition
+from facmon.facility.model import ACTIVE_STATES, Alarm, AlarmTransition, Severity
 
 # An annunciation is an alarm put in front of an operator: a new alarm, or one that came back before it was acked.
 ANNUNCIATIONS = ("raised", "reactivated")

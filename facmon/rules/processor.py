@@ -10,11 +10,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
+from facmon.config.registry import DeviceRegistry
 from facmon.facility.clock import epoch_ms
 from facmon.facility.errors import StateStoreError
-from facmon.facility.model import Alarm, AlarmEvent, AlarmState, Reading
-from facmon.facility.registry import DeviceRegistry
-from facmon.facility.state import ServiceRecord, StateStore
+from facmon.facility.model import Alarm, AlarmEvent, AlarmState, Reading, ServiceRecord
+from facmon.facility.state import StateStore
 from facmon.ingest.errors import SinkBehindError
 from facmon.rules.alarm_lifecycle import (
     acknowledge,

@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from facmon.facility.config import FacilityConfig, parse_config
+from facmon.config.facility import FacilityConfig
+from facmon.config.loader import parse_config
 from facmon.facility.model import DeviceType
 
 DEFAULT_URL = "mqtt://127.0.0.1:1883"

@@ -30,8 +30,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import SecretStr
 
-from facmon.facility.config import FacilityConfig, MqttConfig
-from facmon.facility.registry import DeviceRegistry
+from facmon.config.facility import FacilityConfig
+from facmon.config.mqtt import MqttConfig
+from facmon.config.registry import DeviceRegistry
 from facmon.facility.topics import gateway_status_topic, telemetry_topic
 from facmon.simulators.devices import DeviceModel, model_for
 from facmon.simulators.errors import GatewayConnectionError

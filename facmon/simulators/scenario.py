@@ -31,9 +31,9 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from facmon.facility.durations import parse_duration
+from facmon.config.durations import parse_duration
+from facmon.config.registry import DeviceRegistry
 from facmon.facility.model import Severity
-from facmon.facility.registry import DeviceRegistry
 from facmon.simulators.devices import FAULTS
 from facmon.simulators.errors import ScenarioError
 

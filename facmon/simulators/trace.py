@@ -18,9 +18,9 @@ from typing import Any
 
 import orjson
 
-from facmon.facility.config import FacilityConfig
+from facmon.config.facility import FacilityConfig
+from facmon.config.registry import DeviceRegistry
 from facmon.facility.model import Device
-from facmon.facility.registry import DeviceRegistry
 from facmon.facility.topics import gateway_status_topic, telemetry_topic
 from facmon.simulators.devices import INTERVALS, DeviceModel, model_for
 from facmon.simulators.scenario import Event, Scenario

@@ -12,7 +12,10 @@ import pytest
 
 from facmon.alerts.maintenance import MaintenancePlanner
 from facmon.alerts.notifications.channels import build_notifiers
-from facmon.facility.config import FacilityConfig, TelemetryStorageConfig, parse_config
+from facmon.config.facility import FacilityConfig
+from facmon.config.loader import parse_config
+from facmon.config.registry import DeviceRegistry
+from facmon.config.storage import TelemetryStorageConfig
 from facmon.facility.model import (
     Category,
     MaintenanceOccurrence,
@@ -23,7 +26,6 @@ from facmon.facility.model import (
     WorkOrderSource,
     WorkOrderStatus,
 )
-from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import StateStore
 from facmon.ingest.errors import TelemetryStoreError
 from facmon.ingest.storage import TelemetryStore, open_telemetry_store

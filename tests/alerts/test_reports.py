@@ -19,6 +19,7 @@ from facmon.alerts.reports import (
     monthly_report,
     parse_month,
 )
+from facmon.config.registry import DeviceRegistry
 from facmon.facility.model import (
     Alarm,
     AlarmEvent,
@@ -32,7 +33,6 @@ from facmon.facility.model import (
     WorkOrderSource,
     WorkOrderStatus,
 )
-from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import StateStore
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from facmon.cmd.service import Service
-from facmon.facility.config import FacilityConfig
+from facmon.config.facility import FacilityConfig
 from tests.conftest import FakeClock
 from tests.signing import session_token, signed_in
 

@@ -173,7 +173,8 @@ def test_a_new_role_a_new_password_or_disabling_ends_the_user_s_sessions(service
 
 @pytest.mark.parametrize("secret", ["change-me", "CHANGEME", "secret", "${LINK_SECRET}", "your-secret-here"])
 def test_placeholder_secrets_are_found(secret: str) -> None:
-    from facmon.facility.config import parse_config, placeholder_secrets
+    from facmon.config.checks import placeholder_secrets
+    from facmon.config.loader import parse_config
 
     text = (
         "sites: [{id: s, buildings: [{id: b, devices: [{id: p1, type: pump, name: P}]}]}]\n"

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from facmon.cmd.service import Service
-from facmon.facility.config import load_config
+from facmon.config.loader import load_config
 from tests.api.conftest import NIGHT, signed_in
 from tests.conftest import EXAMPLE, FakeClock
 from tests.publishing import feed

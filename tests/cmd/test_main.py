@@ -10,7 +10,7 @@ from facmon.cmd.broker import free_port
 from facmon.simulators.scenario import shipped
 from tests.conftest import EXAMPLE
 
-TESTDATA = Path(__file__).parents[1] / "facility" / "testdata"
+TESTDATA = Path(__file__).parents[1] / "config" / "testdata"
 
 
 def facmon(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -18,7 +18,7 @@ import pytest
 from paho.mqtt.enums import MQTTProtocolVersion
 
 from facmon.cmd.mosquitto_config import check_password, hash_password, write_filter
-from facmon.facility.config import MqttChannel
+from facmon.config.notifications import MqttChannel
 from tests.mosquitto_auth import (
     MOSQUITTO,
     NOT_AUTHORIZED,
@@ -496,7 +496,7 @@ def test_simulated_gateways_publish_with_their_own_accounts(
 ) -> None:
     import threading
 
-    from facmon.facility.config import load_config
+    from facmon.config.loader import load_config
     from facmon.simulators.publisher import Simulator
 
     broker, passwords = configured

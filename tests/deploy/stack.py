@@ -21,7 +21,8 @@ from typing import Any
 
 import yaml
 
-from facmon.facility.config import FacilityConfig, load_config
+from facmon.config.facility import FacilityConfig
+from facmon.config.loader import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"

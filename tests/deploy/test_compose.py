@@ -32,7 +32,8 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from facmon.facility.config import parse_config, placeholder_secrets
+from facmon.config.checks import placeholder_secrets
+from facmon.config.loader import parse_config
 from tests.deploy.stack import (
     COMPOSE,
     DOCKERFILE,

@@ -9,12 +9,13 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
-from facmon.facility.state import StateStore, metadata, normalise_url
+from facmon.facility.state import StateStore, normalise_url
+from facmon.facility.state.schema import metadata
 
 
 def head() -> str:
     config = Config()
-    config.set_main_option("script_location", "facmon.facility:migrations")
+    config.set_main_option("script_location", "facmon.facility.state:migrations")
     revision = ScriptDirectory.from_config(config).get_current_head()
     assert revision is not None
     return revision
@@ -35,7 +36,7 @@ def test_a_new_database_is_migrated_to_head_and_matches_the_declared_schema(stat
     with engine.connect() as conn:
         differences = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
     engine.dispose()
-    assert differences == [], "the tables in state.py and the migrations disagree: add a migration"
+    assert differences == [], "the tables in state/schema.py and the migrations disagree: add a migration"
 
 
 def test_opening_again_is_a_no_op(state_url: str) -> None:
@@ -46,7 +47,7 @@ def test_opening_again_is_a_no_op(state_url: str) -> None:
 
 def upgrade_to(state_url: str, revision: str) -> None:
     config = Config()
-    config.set_main_option("script_location", "facmon.facility:migrations")
+    config.set_main_option("script_location", "facmon.facility.state:migrations")
     engine = create_engine(normalise_url(state_url))
     with engine.begin() as conn:
         config.attributes["connection"] = conn

@@ -5,8 +5,8 @@ from datetime import datetime
 import orjson
 import pytest
 
-from facmon.facility.config import load_config
-from facmon.facility.registry import DeviceRegistry
+from facmon.config.loader import load_config
+from facmon.config.registry import DeviceRegistry
 from facmon.ingest.decode import MAX_ELEMENT_REJECTS, Decoder
 from tests.conftest import EXAMPLE
 
@@ -133,7 +133,7 @@ def test_voltage_bound_follows_the_device_nominal() -> None:
     text = """
 sites: [{id: s, buildings: [{id: b, devices: [{id: p, type: power, name: P, nominal: {voltage_v: 400}}]}]}]
 """
-    from facmon.facility.config import parse_config
+    from facmon.config.loader import parse_config
 
     registry = DeviceRegistry.from_config(parse_config(text, env={}))
     decoder = Decoder(registry, topic_prefix="facility", max_payload_bytes=1024, max_future_skew_ms=0)

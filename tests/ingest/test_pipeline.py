@@ -19,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from facmon.cmd.broker import Broker, free_port
 from facmon.cmd.service import Service
-from facmon.facility.config import FacilityConfig
+from facmon.config.facility import FacilityConfig
 from facmon.facility.model import Reading
 from facmon.ingest.errors import TelemetryStoreError
 from facmon.ingest.storage import TelemetryStore

@@ -11,8 +11,8 @@ import pytest
 
 from facmon.cmd.broker import Broker
 from facmon.cmd.service import Service
+from facmon.config.facility import FacilityConfig
 from facmon.facility.clock import epoch_ms
-from facmon.facility.config import FacilityConfig
 from facmon.facility.model import Reading
 from facmon.ingest.errors import TelemetryStoreError
 from facmon.ingest.storage import TelemetryStore

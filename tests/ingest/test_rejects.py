@@ -16,9 +16,11 @@ from prometheus_client import CollectorRegistry
 
 from facmon.cmd.broker import Broker
 from facmon.cmd.service import Service
-from facmon.facility.config import MAX_REJECT_PAYLOAD_BYTES, FacilityConfig, RejectsConfig, parse_config
+from facmon.config.facility import FacilityConfig
+from facmon.config.ingest import MAX_REJECT_PAYLOAD_BYTES, RejectsConfig
+from facmon.config.loader import parse_config
+from facmon.config.registry import DeviceRegistry
 from facmon.facility.model import Reject
-from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import StateStore, reject_size
 from facmon.ingest.decode import MAX_REJECT_PAYLOAD
 from facmon.ingest.metrics import RejectMetrics

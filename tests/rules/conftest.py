@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from facmon.facility.config import FacilityConfig, load_config
-from facmon.facility.registry import DeviceRegistry
+from facmon.config.facility import FacilityConfig
+from facmon.config.loader import load_config
+from facmon.config.registry import DeviceRegistry
 from facmon.rules.conditions import RuleSet
 from tests.conftest import EXAMPLE
 

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from facmon.facility.config import parse_config
+from facmon.config.loader import parse_config
+from facmon.config.registry import DeviceRegistry
 from facmon.facility.model import Reading, Scalar
-from facmon.facility.registry import DeviceRegistry
 from facmon.rules.conditions import RuleSet
 from facmon.rules.engine import ConditionEvent, EngineState, Memory, evaluate, tick
 

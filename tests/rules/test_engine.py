@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from facmon.facility.config import parse_config
+from facmon.config.loader import parse_config
+from facmon.config.registry import DeviceRegistry
 from facmon.facility.model import Reading, Scalar, Severity
-from facmon.facility.registry import DeviceRegistry
 from facmon.rules.conditions import Check, RuleSet
 from facmon.rules.engine import EngineState, evaluate
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from facmon.facility.model import Alarm, AlarmEvent, AlarmState, Severity
-from facmon.facility.state import AlarmFlood, StateStore
+from facmon.facility.model import Alarm, AlarmEvent, AlarmFlood, AlarmState, Severity
+from facmon.facility.state import StateStore
 from facmon.rules.flood import FloodChange, FloodDetector
 from facmon.rules.processor import AlarmChange
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from facmon.facility.model import Alarm, AlarmEvent, AlarmState, Severity
-from facmon.facility.state import AlarmTransition, StateStore
+from facmon.facility.model import Alarm, AlarmEvent, AlarmState, AlarmTransition, Severity
+from facmon.facility.state import StateStore
 from facmon.rules.kpis import TRANSITIONS, compute_kpis
 
 END = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

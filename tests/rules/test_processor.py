@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from facmon.config.registry import DeviceRegistry
 from facmon.facility.errors import NotFoundError, StateStoreError
 from facmon.facility.model import AlarmEvent, AlarmState, Reading
-from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import StateStore, StateTransaction
 from facmon.ingest.errors import SinkBehindError
 from facmon.rules.conditions import RuleSet
@@ -138,7 +138,7 @@ def test_acknowledging_many_is_all_or_none(ruleset: RuleSet, registry: DeviceReg
 
 
 def test_a_restart_in_the_middle_of_an_on_delay_keeps_the_timer(tmp_path: Path, registry: DeviceRegistry) -> None:
-    from facmon.facility.config import parse_config
+    from facmon.config.loader import parse_config
 
     text = """
 sites: [{id: riverside, buildings: [{id: A, devices: [{id: pump-1, type: pump, name: P1}]}]}]

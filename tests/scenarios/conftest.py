@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from facmon.cmd.broker import Broker
 from facmon.cmd.service import Service
-from facmon.facility.config import FacilityConfig
+from facmon.config.facility import FacilityConfig
 from tests.publishing import Gateway
 from tests.signing import signed_in
 from tests.waiting import eventually

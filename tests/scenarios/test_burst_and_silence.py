@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from facmon.cmd.broker import Broker
-from facmon.facility.config import load_config
+from facmon.config.loader import load_config
 from tests.conftest import EXAMPLE, example_config
 from tests.scenarios.conftest import Live, running
 from tests.waiting import eventually

@@ -13,9 +13,9 @@ from typing import Any
 import orjson
 import pytest
 
-from facmon.facility.config import load_config
+from facmon.config.loader import load_config
+from facmon.config.registry import DeviceRegistry
 from facmon.facility.model import Reading
-from facmon.facility.registry import DeviceRegistry
 from facmon.ingest.decode import Decoder
 from facmon.rules.conditions import RuleSet
 from facmon.rules.engine import ConditionChange, EngineState, evaluate, tick

@@ -12,9 +12,9 @@ from collections import Counter
 from pathlib import Path
 
 from facmon.cmd.broker import Broker
-from facmon.facility.config import load_config
+from facmon.config.loader import load_config
+from facmon.config.registry import DeviceRegistry
 from facmon.facility.model import DeviceType
-from facmon.facility.registry import DeviceRegistry
 from facmon.ingest.decode import Decoder
 from facmon.simulators.load import site_mix, synthetic_facility
 from tests.simulators.listening import Listener, readings

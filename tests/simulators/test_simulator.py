@@ -12,8 +12,9 @@ import orjson
 import pytest
 
 from facmon.cmd.broker import Broker
-from facmon.facility.config import FacilityConfig, load_config
-from facmon.facility.registry import DeviceRegistry
+from facmon.config.facility import FacilityConfig
+from facmon.config.loader import load_config
+from facmon.config.registry import DeviceRegistry
 from facmon.ingest.decode import Decoder
 from facmon.simulators.errors import ScenarioError
 from facmon.simulators.publisher import Simulator

@@ -9,8 +9,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from facmon.facility.config import FacilityConfig, load_config
-from facmon.facility.registry import DeviceRegistry
+from facmon.config.facility import FacilityConfig
+from facmon.config.loader import load_config
+from facmon.config.registry import DeviceRegistry
 from facmon.ingest.decode import Decoder
 from facmon.simulators.errors import ScenarioError
 from facmon.simulators.scenario import load_scenario, parse_scenario

@@ -34,15 +34,9 @@ from pydantic import SecretStr
 
 from facmon.alerts.notifications.notifier import ConsoleNotifier, Delivery, Notification, Notifier
 from facmon.alerts.notifications.redaction import redact, redact_url
+from facmon.config.mqtt import MqttConfig
+from facmon.config.notifications import ConsoleChannel, EmailChannel, MqttChannel, NotificationsConfig, WebhookChannel
 from facmon.facility.clock import Clock, SystemClock
-from facmon.facility.config import (
-    ConsoleChannel,
-    EmailChannel,
-    MqttChannel,
-    MqttConfig,
-    NotificationsConfig,
-    WebhookChannel,
-)
 
 log = logging.getLogger(__name__)
 

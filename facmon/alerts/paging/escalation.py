@@ -25,6 +25,7 @@ from facmon.alerts.notifications.notifier import Notifier
 from facmon.alerts.paging.ack_links import AckLinks
 from facmon.alerts.paging.oncall import Roster
 from facmon.alerts.work_orders.lifecycle import OPEN_STATUSES
+from facmon.config.oncall import EscalationPolicy, OncallConfig, Target
 from facmon.facility.model import (
     Escalation,
     EscalationState,
@@ -32,7 +33,6 @@ from facmon.facility.model import (
     WorkOrderEvent,
     WorkOrderStatus,
 )
-from facmon.facility.oncall_config import EscalationPolicy, OncallConfig, Target
 from facmon.facility.state import StateStore, StateTransaction
 
 log = logging.getLogger(__name__)

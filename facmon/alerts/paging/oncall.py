@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from facmon.facility.oncall_config import WEEKDAYS, Layer, OncallConfig, Schedule, Target
+from facmon.config.oncall import WEEKDAYS, Layer, OncallConfig, Schedule, Target
 
 # How far ahead `shift` looks for the end of the current shift.
 _HORIZON = timedelta(days=62)

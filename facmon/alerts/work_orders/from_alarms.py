@@ -11,7 +11,8 @@ from facmon.alerts.notifications.notifier import Notifier
 from facmon.alerts.paging.escalation import Escalator
 from facmon.alerts.work_orders.lifecycle import OPEN_STATUSES
 from facmon.alerts.work_orders.records import announce_work_order, open_work_order
-from facmon.facility.config import AutoOpen, WorkOrdersConfig
+from facmon.config.registry import DeviceRegistry
+from facmon.config.work_orders import AutoOpen, WorkOrdersConfig
 from facmon.facility.model import (
     CATEGORY_OF_DEVICE_TYPE,
     Alarm,
@@ -20,7 +21,6 @@ from facmon.facility.model import (
     WorkOrderEvent,
     WorkOrderSource,
 )
-from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import StateStore, StateTransaction
 from facmon.rules.processor import AlarmChange
 

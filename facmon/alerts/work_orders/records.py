@@ -84,7 +84,7 @@ def transition_work_order(
     note: str | None = None,
     assignee: str | None = None,
 ) -> WorkOrder:
-    """Move a work order to `to` and record it in its history, in one transaction (see work_order_lifecycle)."""
+    """Move a work order to `to` and record it in its history, in one transaction (see lifecycle.py)."""
     with store.begin() as tx:
         order = tx.get_work_order(work_order_id)
         new, event = transition(order, to, by=by, at=at, note=note, assignee=assignee)

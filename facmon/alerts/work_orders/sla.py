@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from facmon.alerts.work_orders.lifecycle import OPEN_STATUSES
+from facmon.config.durations import format_duration
+from facmon.config.work_orders import WorkOrdersConfig
 from facmon.facility.clock import Clock
-from facmon.facility.config import WorkOrdersConfig
-from facmon.facility.durations import format_duration
 from facmon.facility.model import WorkOrder, WorkOrderEvent
 from facmon.facility.state import StateStore, StateTransaction
 

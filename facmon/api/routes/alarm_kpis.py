@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from facmon.api.deps import ServicesDep
 from facmon.api.routes.params import TextFilter, invalid
 from facmon.api.schemas import local_time
-from facmon.facility.durations import format_duration, parse_duration
+from facmon.config.durations import format_duration, parse_duration
 from facmon.facility.model import Severity
 from facmon.rules.kpis import CHATTER_WINDOW, STALE_AFTER, TRANSITIONS, compute_kpis
 

@@ -20,9 +20,8 @@ from facmon.api.schemas import (
     ShelveRequest,
     local_time,
 )
-from facmon.facility.durations import format_duration, parse_duration
-from facmon.facility.model import Alarm, AlarmState, Severity
-from facmon.facility.state import ACTIVE_STATES
+from facmon.config.durations import format_duration, parse_duration
+from facmon.facility.model import ACTIVE_STATES, Alarm, AlarmState, Severity
 
 router = APIRouter(prefix="/api/v1/alarms", tags=["alarms"])
 

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator
 
 from facmon.api.schemas import MAX_ID, later_by, storable_text
-from facmon.facility.durations import parse_duration
+from facmon.config.durations import parse_duration
 
 # The state store takes an offset as a 64-bit integer (SQLite and PostgreSQL alike); a larger one overflows there.
 MAX_OFFSET = 2**63 - 1

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from facmon.api.auth import Admin
 from facmon.api.deps import ServicesDep
 from facmon.api.schemas import Page, RulePublic
-from facmon.facility.durations import format_duration
+from facmon.config.durations import format_duration
 from facmon.rules.conditions import format_value
 
 log = logging.getLogger(__name__)

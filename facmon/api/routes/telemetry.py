@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Query
 from facmon.api.deps import Services, ServicesDep
 from facmon.api.routes.params import invalid
 from facmon.api.schemas import EARLIEST, LATEST, TelemetryHistory, TelemetryPoint, from_epoch_ms
-from facmon.facility.durations import format_duration, parse_duration
+from facmon.config.durations import format_duration, parse_duration
 from facmon.facility.telemetry import Kind
 from facmon.ingest.storage import Aggregate, Point, check_query, field_kind
 

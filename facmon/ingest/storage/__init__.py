@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
-from facmon.facility.config import TelemetryStorageConfig
+from facmon.config.registry import DeviceRegistry
+from facmon.config.storage import TelemetryStorageConfig
 from facmon.facility.model import DeviceType, Reading, Scalar
-from facmon.facility.registry import DeviceRegistry
 from facmon.facility.telemetry import FIELDS, Kind
 
 

@@ -26,9 +26,9 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.domain.write_precision import WritePrecision
 
-from facmon.facility.config import TelemetryStorageConfig
+from facmon.config.registry import DeviceRegistry
+from facmon.config.storage import TelemetryStorageConfig
 from facmon.facility.model import Device, DeviceType, Reading, Scalar
-from facmon.facility.registry import DeviceRegistry
 from facmon.facility.telemetry import FIELDS, Kind
 from facmon.ingest.errors import ReadingsRefusedError, TelemetryStoreError
 from facmon.ingest.storage import Aggregate, Point, TelemetryStore

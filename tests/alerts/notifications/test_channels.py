@@ -37,7 +37,8 @@ from facmon.alerts.notifications.channels import (
 )
 from facmon.alerts.notifications.notifier import ConsoleNotifier, Notification
 from facmon.cmd.broker import Broker, free_port, start_broker
-from facmon.facility.config import EmailChannel, MqttChannel, MqttConfig, NotificationsConfig, WebhookChannel
+from facmon.config.mqtt import MqttConfig
+from facmon.config.notifications import EmailChannel, MqttChannel, NotificationsConfig, WebhookChannel
 from tests.conftest import FakeClock
 from tests.waiting import eventually
 

@@ -19,10 +19,11 @@ from sqlalchemy.exc import IntegrityError
 from facmon.alerts.notifications.notifier import Delivery, Notification
 from facmon.alerts.notifications.outbox import Outbox
 from facmon.alerts.work_orders.from_alarms import WorkOrderPolicy
-from facmon.facility.config import load_config
+from facmon.config.loader import load_config
+from facmon.config.registry import DeviceRegistry
 from facmon.facility.model import NotificationState, Reading
-from facmon.facility.registry import DeviceRegistry
-from facmon.facility.state import StateStore, notifications
+from facmon.facility.state import StateStore
+from facmon.facility.state.schema import notifications
 from facmon.rules.conditions import RuleSet
 from facmon.rules.processor import RuleProcessor
 from tests.conftest import EXAMPLE, FakeClock

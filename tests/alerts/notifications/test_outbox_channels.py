@@ -23,7 +23,7 @@ import pytest
 from facmon.alerts.notifications.channels import EmailNotifier, WebhookNotifier
 from facmon.alerts.notifications.outbox import Outbox
 from facmon.cmd.broker import free_port
-from facmon.facility.config import EmailChannel, WebhookChannel
+from facmon.config.notifications import EmailChannel, WebhookChannel
 from facmon.facility.model import NotificationState
 from facmon.facility.state import StateStore
 from tests.alerts.notifications.test_channels import Mailbox

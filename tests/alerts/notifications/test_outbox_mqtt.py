@@ -23,7 +23,9 @@ from paho.mqtt.enums import MQTTProtocolVersion
 from facmon.alerts.notifications.channels import MqttNotifier
 from facmon.alerts.notifications.outbox import Outbox
 from facmon.cmd.service import Service
-from facmon.facility.config import FacilityConfig, MqttChannel, load_config
+from facmon.config.facility import FacilityConfig
+from facmon.config.loader import load_config
+from facmon.config.notifications import MqttChannel
 from facmon.facility.model import NotificationState
 from facmon.facility.state import StateStore
 from tests.conftest import FakeClock

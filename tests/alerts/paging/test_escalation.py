@@ -20,7 +20,9 @@ from facmon.alerts.paging.escalation import Escalator
 from facmon.alerts.work_orders.from_alarms import WorkOrderPolicy
 from facmon.alerts.work_orders.records import announce_work_order, open_work_order, transition_work_order
 from facmon.alerts.work_orders.sla import SlaWatch
-from facmon.facility.config import FacilityConfig, load_config
+from facmon.config.facility import FacilityConfig
+from facmon.config.loader import load_config
+from facmon.config.registry import DeviceRegistry
 from facmon.facility.model import (
     Category,
     EscalationState,
@@ -30,7 +32,6 @@ from facmon.facility.model import (
     WorkOrderSource,
     WorkOrderStatus,
 )
-from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import StateStore
 from facmon.rules.conditions import RuleSet
 from facmon.rules.processor import RuleProcessor

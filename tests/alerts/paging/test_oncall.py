@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from facmon.alerts.paging.oncall import Roster
-from facmon.facility.config import parse_config
-from facmon.facility.errors import ConfigError
-from facmon.facility.oncall_config import OncallConfig, Target
+from facmon.config.errors import ConfigError
+from facmon.config.loader import parse_config
+from facmon.config.oncall import OncallConfig, Target
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 BERLIN = ZoneInfo("Europe/Berlin")

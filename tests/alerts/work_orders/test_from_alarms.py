@@ -16,7 +16,9 @@ from facmon.alerts.notifications.outbox import Outbox
 from facmon.alerts.work_orders.from_alarms import WorkOrderPolicy
 from facmon.alerts.work_orders.lifecycle import resolution_time, response_time
 from facmon.alerts.work_orders.records import open_work_order, transition_work_order
-from facmon.facility.config import FacilityConfig, load_config
+from facmon.config.facility import FacilityConfig
+from facmon.config.loader import load_config
+from facmon.config.registry import DeviceRegistry
 from facmon.facility.errors import NotFoundError
 from facmon.facility.model import (
     AlarmState,
@@ -28,7 +30,6 @@ from facmon.facility.model import (
     WorkOrderStatus,
 )
 from facmon.facility.model import WorkOrderStatus as S
-from facmon.facility.registry import DeviceRegistry
 from facmon.facility.state import StateStore
 from facmon.rules.conditions import RuleSet
 from facmon.rules.processor import RuleProcessor

@@ -15,7 +15,7 @@ from facmon.alerts.work_orders.sla import (
     SlaWatch,
     sla_breaches,
 )
-from facmon.facility.config import SlaTargets, WorkOrdersConfig
+from facmon.config.work_orders import SlaTargets, WorkOrdersConfig
 from facmon.facility.model import Category, Priority, WorkOrder, WorkOrderEvent, WorkOrderSource
 from facmon.facility.model import WorkOrderStatus as S
 from facmon.facility.state import StateStore

@@ -18,9 +18,9 @@ import orjson
 import pytest
 import urllib3
 
-from facmon.facility.config import TelemetryStorageConfig
+from facmon.config.registry import DeviceRegistry
+from facmon.config.storage import TelemetryStorageConfig
 from facmon.facility.model import Device, DeviceType
-from facmon.facility.registry import DeviceRegistry
 from facmon.ingest.storage import TelemetryStore, open_telemetry_store
 from tests.waiting import eventually
 

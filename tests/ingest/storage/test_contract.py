@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from facmon.facility.config import TelemetryStorageConfig
+from facmon.config.registry import DeviceRegistry
+from facmon.config.storage import TelemetryStorageConfig
 from facmon.facility.model import Reading, Scalar
-from facmon.facility.registry import DeviceRegistry
 from facmon.ingest.decode import MAX_INT64
 from facmon.ingest.errors import ReadingsRefusedError, TelemetryStoreError
 from facmon.ingest.storage import Aggregate, Point, TelemetryStore, open_telemetry_store

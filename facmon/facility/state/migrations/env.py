@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from facmon.facility.state import metadata
+from facmon.facility.state.schema import metadata
 
 connection = context.config.attributes["connection"]
 # Batch mode lets ALTER TABLE work on SQLite, which can only add columns in place.

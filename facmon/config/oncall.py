@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, SecretStr, field_validator, model_validator
 
-from facmon.facility.config_types import SECTION, Duration, Identifier, Location, PriorityKeys, TimeZoneName, as_list
+from facmon.config.types import SECTION, Duration, Identifier, Location, PriorityKeys, TimeZoneName, as_list
 from facmon.facility.model import Priority
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]

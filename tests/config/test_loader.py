@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from facmon.facility.config import load_config, parse_config, placeholder_secrets
-from facmon.facility.errors import ConfigError
+from facmon.config.checks import placeholder_secrets
+from facmon.config.errors import ConfigError
+from facmon.config.loader import load_config, parse_config
 from facmon.facility.model import Priority
 from tests.conftest import EXAMPLE
 

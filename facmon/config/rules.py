@@ -15,14 +15,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
-from facmon.facility.config_types import SECTION, Duration, Identifier, Location, as_list
+from facmon.config.types import SECTION, Duration, Identifier, Location, as_list
 from facmon.facility.model import Device, DeviceType, Severity
 from facmon.facility.telemetry import FIELDS, FieldSpec, Kind
 
 _PERCENT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*%\s*")
-
-
-_as_list = as_list
 
 
 def _state_or_flag(value: object) -> object:
@@ -58,10 +55,10 @@ class _Model(BaseModel):
 class Selector(_Model):
     """Which devices a rule applies to; every given criterion must match, an empty selector matches all."""
 
-    types: Annotated[list[DeviceType], BeforeValidator(_as_list)] = []
-    sites: Annotated[list[str], BeforeValidator(_as_list)] = []
-    buildings: Annotated[list[str], BeforeValidator(_as_list)] = []
-    ids: Annotated[list[str], BeforeValidator(_as_list)] = []
+    types: Annotated[list[DeviceType], BeforeValidator(as_list)] = []
+    sites: Annotated[list[str], BeforeValidator(as_list)] = []
+    buildings: Annotated[list[str], BeforeValidator(as_list)] = []
+    ids: Annotated[list[str], BeforeValidator(as_list)] = []
     labels: dict[str, str] = {}
 
     def matches(self, device: Device) -> bool:
@@ -140,7 +137,7 @@ class Derived(_Model):
     """
 
     kind: Literal["unbalance", "starts_per_hour", "deviation"]
-    fields: Annotated[list[str], BeforeValidator(_as_list), Field(min_length=1)]
+    fields: Annotated[list[str], BeforeValidator(as_list), Field(min_length=1)]
     window: Duration = timedelta(hours=1)
 
     @model_validator(mode="after")
@@ -160,7 +157,7 @@ class Derived(_Model):
 class Suppresses(_Model):
     """While this rule's alarm is active, alarms of these rules in the same scope are suppressed by design."""
 
-    rules: Annotated[list[str], BeforeValidator(_as_list), Field(min_length=1)]
+    rules: Annotated[list[str], BeforeValidator(as_list), Field(min_length=1)]
     scope: Literal["device", "building", "site"] = "site"
 
 
@@ -170,7 +167,7 @@ class RuleConfig(_Model):
     description: str | None = None
     enabled: bool = True
     select: Selector = Selector()
-    field: Annotated[list[str], BeforeValidator(_as_list)] = []
+    field: Annotated[list[str], BeforeValidator(as_list)] = []
     derived: Derived | None = None
     levels: list[Level] = Field(min_length=1)
     deadband: Threshold | None = None

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
-from facmon.facility.config_types import SECTION, Duration, Identifier, Location, as_list, clock_time
+from facmon.config.types import SECTION, Duration, Identifier, Location, as_list, clock_time
 from facmon.facility.model import Device, DeviceType, Priority
 
 _MONTH_DAY = re.compile(r"^(0?[1-9]|1[0-2])-(0?[1-9]|[12]\d|3[01])$")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from facmon.facility.config import FacilityConfig
+from facmon.config.facility import FacilityConfig
+from facmon.config.rules import Selector
 from facmon.facility.model import Device
-from facmon.facility.rule_config import Selector
 
 
 class DeviceRegistry:

@@ -1,14 +1,24 @@
-"""The value types that config sections share: durations, ids, and the frozen model that forbids unknown keys."""
+"""The value types that config sections share: durations, ids, paths, and the frozen model that forbids unknown keys."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ByteSize,
+    ConfigDict,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+)
 
-from facmon.facility.durations import parse_duration
+from facmon.config.durations import parse_duration
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 # Ids appear in MQTT topics and URLs: no slashes, wildcards or spaces.
@@ -52,3 +62,37 @@ def as_list(value: object) -> object:
 # Every config section's model_config: unknown keys are errors, and a validated section never changes. Each module
 # declares its own `class _Model(BaseModel)` with it, so that linters see pydantic models.
 SECTION = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def base_dir(info: ValidationInfo) -> Path:
+    context = info.context or {}
+    return Path(context.get("base_dir", "."))
+
+
+def _relative_to_config(value: Path, info: ValidationInfo) -> Path:
+    return value if value.is_absolute() else (base_dir(info) / value).resolve()
+
+
+# A path in the config: relative ones are relative to the config file's folder.
+ConfigPath = Annotated[Path, AfterValidator(_relative_to_config)]
+
+
+_BYTE_SIZE: TypeAdapter[ByteSize] = TypeAdapter(ByteSize)
+
+
+def _byte_size(value: object) -> ByteSize:
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 4096, 4KiB or 100MB")
+    try:
+        return _BYTE_SIZE.validate_python(value)
+    except ValidationError:
+        raise ValueError(f"{value!r} is not a size such as 4096, 4KiB or 100MB") from None
+
+
+# A number of bytes, or with a unit: 4KiB, 100MB (10^6), 1GiB (2^30).
+Size = Annotated[ByteSize, BeforeValidator(_byte_size)]
+
+
+def dotted(loc: Location) -> str:
+    """A key path as the config file's reader writes it: `oncall.schedules.0.layers`."""
+    return ".".join(str(part) for part in loc)

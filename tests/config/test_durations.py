@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from facmon.facility.durations import format_duration, parse_duration
+from facmon.config.durations import format_duration, parse_duration
 
 
 @pytest.mark.parametrize(
