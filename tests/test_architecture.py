@@ -14,12 +14,13 @@ ROOT = Path(facmon.__file__).parent
 MAY_IMPORT: dict[str, set[str]] = {
     "facility": set(),
     "config": {"facility"},
-    "ingest": {"facility", "config"},
-    "rules": {"facility", "config", "ingest"},
-    "alerts": {"facility", "config", "ingest", "rules"},
-    "api": {"facility", "config", "ingest", "rules", "alerts", ""},
+    "cluster": {"facility", "config"},
+    "ingest": {"facility", "config", "cluster"},
+    "rules": {"facility", "config", "cluster", "ingest"},
+    "alerts": {"facility", "config", "cluster", "ingest", "rules"},
+    "api": {"facility", "config", "cluster", "ingest", "rules", "alerts", ""},
     "simulators": {"facility", "config"},
-    "cmd": {"facility", "config", "ingest", "rules", "alerts", "api", "simulators", ""},
+    "cmd": {"facility", "config", "cluster", "ingest", "rules", "alerts", "api", "simulators", ""},
     "": {"cmd"},  # facmon/__init__.py and __main__.py
 }
 

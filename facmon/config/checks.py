@@ -68,6 +68,18 @@ def check_references(config: FacilityConfig) -> list[tuple[Location, str]]:
     found += check_oncall(config.oncall, set(config.notifications.channels))
     found += _check_mqtt_addresses(config, seen_gateways)
     found += check_maintenance(config.maintenance, devices)
+    found += _check_cluster(config, seen_sites)
+    return found
+
+
+def _check_cluster(config: FacilityConfig, sites: set[str]) -> list[tuple[Location, str]]:
+    cluster = config.cluster
+    found: list[tuple[Location, str]] = [
+        (("cluster", "sites", site), f"no site has the id {site!r}") for site in cluster.sites if site not in sites
+    ]
+    if cluster.enabled and config.storage.state_url.startswith("sqlite"):
+        # The workers of a cluster share alarms, work orders and leases: a SQLite file is one machine's.
+        found.append((("cluster", "enabled"), "a cluster needs a PostgreSQL state store (storage.state_url)"))
     return found
 
 

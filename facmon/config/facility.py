@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from facmon.config.alarms import AlarmsConfig
 from facmon.config.api import ApiConfig
+from facmon.config.cluster import ClusterConfig
 from facmon.config.ingest import IngestConfig
 from facmon.config.maintenance import MaintenanceConfig
 from facmon.config.mqtt import MqttConfig
@@ -38,6 +39,7 @@ class FacilityConfig(_Model):
     notifications: NotificationsConfig = NotificationsConfig()
     oncall: OncallConfig = OncallConfig()
     maintenance: MaintenanceConfig = MaintenanceConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
     @model_validator(mode="before")
     @classmethod

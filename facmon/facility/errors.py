@@ -2,7 +2,9 @@
 
 FacilityError
 ├── StateStoreError      the state store cannot be opened or reached, or stays locked (SQLite)
-│   └── NotFoundError    a requested alarm, work order, … does not exist
+│   ├── NotFoundError    a requested alarm, work order, … does not exist
+│   └── FencedError      a write on behalf of a lease this worker no longer holds (a partition, the leader's
+│                        jobs): refused, nothing written; like an outage, it is tried again or reported
 ├── AccountError         a user or token that cannot be made or changed as asked: a bad name, a short password
 │   │                    (API: 422)
 │   └── UserExistsError  a new user whose username is taken (API: 409)
@@ -50,3 +52,12 @@ class LockedOutError(SignInError):
         self.until = until
         self.at = at
         super().__init__("too many failed sign-ins: try again later")
+
+
+class FencedError(StateStoreError):
+    def __init__(self, lease: str, epoch: int, current: int | None) -> None:
+        self.lease = lease
+        self.epoch = epoch
+        self.current = current
+        now = "is released" if current is None else f"is at epoch {current}"
+        super().__init__(f"lease {lease} held at epoch {epoch} {now}: the write is refused")

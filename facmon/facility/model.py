@@ -371,3 +371,27 @@ class AlarmFlood:
     started_at: datetime
     ended_at: datetime | None
     peak: int
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A partition's or the leader's lease: who holds it, since which claim (`epoch`), and until when."""
+
+    name: str
+    owner: str | None
+    epoch: int
+    acquired_at: datetime | None = None
+    renewed_at: datetime | None = None
+    expires_at: datetime | None = None
+
+    def held_by(self, worker: str, now: datetime) -> bool:
+        return self.owner == worker and self.expires_at is not None and self.expires_at > now
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterWorker:
+    """A worker of a cluster: since when it runs and when it was last heard of."""
+
+    name: str
+    started_at: datetime
+    seen_at: datetime

@@ -17,16 +17,18 @@ from facmon.facility.state.connection import lock_wait, migrate, normalise_url
 from facmon.facility.state.rejects import REJECT_ROW_BYTES, RejectsPruned, reject_size
 from facmon.facility.state.rows import Page
 from facmon.facility.state.schema import UTCDateTime
-from facmon.facility.state.store import StateStore, StateTransaction
+from facmon.facility.state.store import Fence, StateStore, StateTransaction, fenced
 
 __all__ = [
     "REJECT_ROW_BYTES",
     "AlarmCount",
+    "Fence",
     "Page",
     "RejectsPruned",
     "StateStore",
     "StateTransaction",
     "UTCDateTime",
+    "fenced",
     "lock_wait",
     "migrate",
     "normalise_url",

@@ -304,3 +304,26 @@ alarm_followups = Table(
     Column("event_id", Integer, ForeignKey("alarm_events.id", ondelete="CASCADE"), primary_key=True),
     Column("created_at", UTCDateTime, nullable=False, index=True),
 )
+
+# Who holds what in a cluster: one row per partition (`partition-N`) and one for the leader's singleton jobs.
+# The epoch grows by one at every claim; a write on behalf of a partition names the epoch it holds, and one
+# whose epoch is no longer the row's is refused (see `fence`), so a worker that lost a lease cannot act on it.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("owner", String(128)),
+    Column("epoch", BigInteger, nullable=False, default=0),
+    Column("acquired_at", UTCDateTime),
+    Column("renewed_at", UTCDateTime),
+    Column("expires_at", UTCDateTime),
+)
+
+# The workers of a cluster and when each was last heard of: how many share the partitions.
+cluster_workers = Table(
+    "cluster_workers",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("seen_at", UTCDateTime, nullable=False),
+)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import Connection
@@ -13,6 +14,7 @@ from facmon.facility.errors import StateStoreError
 from facmon.facility.state.accounts import AccountReads, AccountWrites
 from facmon.facility.state.alarms import AlarmReads, AlarmWrites
 from facmon.facility.state.connection import connect
+from facmon.facility.state.leases import LeaseReads, LeaseWrites
 from facmon.facility.state.maintenance import MaintenanceReads, MaintenanceWrites
 from facmon.facility.state.paging import PagingReads, PagingWrites
 from facmon.facility.state.rejects import RejectReads, RejectWrites
@@ -20,8 +22,25 @@ from facmon.facility.state.rows import error_reason
 from facmon.facility.state.rule_memory import RuleMemoryReads, RuleMemoryWrites
 from facmon.facility.state.work_orders import WorkOrderReads, WorkOrderWrites
 
+# What the writes of this thread or task act for: a callable giving (lease, owner, epoch) of the lease held now,
+# or raising FencedError when none is. Unset (the API, operators' actions) writes are not fenced.
+Fence = Callable[[], tuple[str, str, int]]
+_fence: ContextVar[Fence | None] = ContextVar("facmon_state_fence", default=None)
 
-class StateStore(AlarmReads, RuleMemoryReads, WorkOrderReads, PagingReads, MaintenanceReads, AccountReads, RejectReads):
+
+@contextmanager
+def fenced(fence: Fence | None) -> Iterator[None]:
+    """Within the block, every transaction of this thread (or task) is fenced by `fence`; None fences nothing."""
+    token = _fence.set(fence)
+    try:
+        yield
+    finally:
+        _fence.reset(token)
+
+
+class StateStore(
+    AlarmReads, RuleMemoryReads, WorkOrderReads, PagingReads, MaintenanceReads, AccountReads, RejectReads, LeaseReads
+):
     """Repository over the state database."""
 
     def __init__(self, engine: Engine) -> None:
@@ -45,13 +64,27 @@ class StateStore(AlarmReads, RuleMemoryReads, WorkOrderReads, PagingReads, Maint
 
     @contextmanager
     def begin(self) -> Iterator[StateTransaction]:
-        """One transaction: committed when the block ends, rolled back if it raises."""
+        """One transaction: committed when the block ends, rolled back if it raises.
+
+        Within `fenced`, the transaction first checks the lease it acts for (FencedError if it is lost).
+        """
         with self.engine.begin() as conn:
-            yield StateTransaction(conn)
+            tx = StateTransaction(conn)
+            fence = _fence.get()
+            if fence is not None:
+                tx.fence(*fence())
+            yield tx
 
 
 class StateTransaction(
-    AlarmWrites, RuleMemoryWrites, WorkOrderWrites, PagingWrites, MaintenanceWrites, AccountWrites, RejectWrites
+    AlarmWrites,
+    RuleMemoryWrites,
+    WorkOrderWrites,
+    PagingWrites,
+    MaintenanceWrites,
+    AccountWrites,
+    RejectWrites,
+    LeaseWrites,
 ):
     """The writes of one transaction."""
 
