@@ -64,6 +64,10 @@ def _condition_moved(old: Memory | None, new: Memory | None) -> bool:
     )
 
 
+# An operator's or the system's action on an alarm: its next state and the audit event of the change.
+Action = Callable[[Alarm], tuple[Alarm, AlarmEvent]]
+
+
 class AlarmListener(Protocol):
     def on_alarm_change(self, change: AlarmChange) -> None:
         """Called after the change is committed, on the thread that made it."""
@@ -189,7 +193,7 @@ class RuleProcessor:
                 self._save_dirty(now)
                 for alarm in list(self._alarms.values()):
                     if alarm.shelved and alarm.shelved_until is not None and alarm.shelved_until <= now:
-                        changes.append(self._commit(unshelve(alarm, "system", now, "shelf time is up")))
+                        changes += self._change(alarm.id, lambda a: unshelve(a, "system", now, "shelf time is up"))
                 for record in list(self._out_of_service.values()):
                     if record.until is not None and record.until <= now:
                         changes += self._set_service(record.device_id, True, "system", now, "maintenance window over")
@@ -232,9 +236,9 @@ class RuleProcessor:
             memory = self._state.memory.get(key)
             designed = memory is not None and memory.suppressed
             if in_service and alarm.suppressed and not designed:
-                changes.append(self._commit(set_service(alarm, True, actor, now, note)))
+                changes += self._change(alarm.id, lambda a: set_service(a, True, actor, now, note))
             elif not in_service and not alarm.suppressed:
-                changes.append(self._commit(set_service(alarm, False, actor, now, note)))
+                changes += self._change(alarm.id, lambda a: set_service(a, False, actor, now, note))
         return changes
 
     def replace_rules(self, rules: RuleSet, now: datetime) -> None:
@@ -247,9 +251,12 @@ class RuleProcessor:
             # By (rule, device): a rule that stays but no longer selects a device is gone for that device.
             in_force = {(rule.id, rule.device.id) for rule in rules.all()}
             changes = [
-                self._commit(retire(alarm, "system", now, f"rule {alarm.rule} no longer applies to {alarm.device_id}"))
+                change
                 for key, alarm in list(self._alarms.items())
                 if key not in in_force
+                for change in self._change(
+                    alarm.id, lambda a: retire(a, "system", now, f"rule {a.rule} no longer applies to {a.device_id}")
+                )
             ]
             with self._state.memory.mutate() as memory:
                 for key in [key for key in self._state.memory if key not in in_force]:
@@ -263,8 +270,7 @@ class RuleProcessor:
     def acknowledge(self, alarm_ids: Sequence[int], actor: str, now: datetime, note: str | None = None) -> list[Alarm]:
         """Acknowledge one or many; all or none (an alarm that cannot be acknowledged refuses the lot)."""
         with self._lock:
-            results = [acknowledge(self._find(i), actor, now, note) for i in alarm_ids]
-            changes = self._commit_all(results)
+            changes = self._commit_all([(i, lambda a: acknowledge(a, actor, now, note)) for i in alarm_ids])
         self._tell(changes)
         return [change.alarm for change in changes]
 
@@ -280,24 +286,32 @@ class RuleProcessor:
     def comment(self, alarm_id: int, actor: str, now: datetime, text: str) -> Alarm:
         return self._operate(alarm_id, lambda alarm: comment(alarm, actor, now, text))
 
-    def _operate(self, alarm_id: int, action: Callable[[Alarm], tuple[Alarm, AlarmEvent]]) -> Alarm:
+    def _operate(self, alarm_id: int, action: Action) -> Alarm:
         with self._lock:
-            change = self._commit(action(self._find(alarm_id)))
+            [change] = self._commit_all([(alarm_id, action)])
         self._tell([change])
         return change.alarm
 
-    def _find(self, alarm_id: int) -> Alarm:
-        """The alarm as the processor holds it when open, else as stored (raises NotFoundError)."""
-        return next((a for a in self._alarms.values() if a.id == alarm_id), None) or self._store.get_alarm(alarm_id)
+    def _change(self, alarm_id: int, action: Action) -> list[AlarmChange]:
+        """A change the system makes (shelf time up, maintenance, a rule gone): none when the alarm as stored no
+        longer allows it, changed meanwhile by an operator on another worker."""
+        try:
+            return self._commit_all([(alarm_id, action)])
+        except LifecycleError as exc:
+            log.info("alarm %s changed meanwhile: %s", alarm_id, exc)
+            return []
 
-    def _commit(self, result: tuple[Alarm, AlarmEvent]) -> AlarmChange:
-        return self._commit_all([result])[0]
+    def _commit_all(self, actions: Sequence[tuple[int, Action]]) -> list[AlarmChange]:
+        """Apply operator or system actions to alarms as stored, their rows locked, in one transaction; then hold
+        them. All or none: an action that the alarm refuses (LifecycleError) or a missing alarm refuses the lot.
 
-    def _commit_all(self, results: Sequence[tuple[Alarm, AlarmEvent]]) -> list[AlarmChange]:
-        """Write operator or system changes to existing alarms in one transaction, then hold them."""
+        As stored, not as held: in a cluster, an operator acts through any worker's API, and the leader's memory
+        of an alarm may be older than its row."""
         with self._store.begin() as tx:
-            results = [(alarm, tx.add_alarm_event(audit, follow_up=True)) for alarm, audit in results]
-            for alarm, _ in results:
+            results = []
+            for alarm_id, action in actions:
+                alarm, audit = action(tx.get_alarm(alarm_id, lock=True))
+                results.append((alarm, tx.add_alarm_event(audit, follow_up=True)))
                 tx.update_alarm(alarm)
         changes = []
         for alarm, audit in results:
@@ -320,7 +334,13 @@ class RuleProcessor:
                 device = self._registry.get(event.device_id)
                 if device is None:
                     continue
-                current = held[key] if key in held else self._alarms.get(key)
+                if key in held:
+                    current = held[key]
+                elif (known := self._alarms.get(key)) is not None:
+                    # As stored: an operator may have acted on it through another worker since.
+                    current = tx.get_alarm(known.id, lock=True)
+                else:
+                    current = None
                 if event.device_id in self._out_of_service:
                     if event.kind is ConditionChange.UNSUPPRESSED:
                         continue  # its design no longer suppresses it, but maintenance still does

@@ -213,6 +213,10 @@ class AlarmReads(Reads):
 class AlarmWrites(Writes):
     """Writes of alarms, audit events, follow-ups and floods, in the caller's transaction."""
 
+    def get_alarm(self, alarm_id: int, *, lock: bool = False) -> Alarm:
+        """Read an alarm; with `lock`, its row locked until the transaction ends (PostgreSQL)."""
+        return read_one(self.conn, alarms, Alarm, alarm_id, "alarm", lock=lock)
+
     def insert_alarm(self, alarm: Alarm) -> Alarm:
         """Insert a new alarm (its `id` is ignored) and return it with the id it was given."""
         values = alarm_row(alarm)
