@@ -63,6 +63,7 @@ bench: install system-deps
 	$(BIN)/python bench/alarm_latency.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/cluster.py
 
 # The dashboard's one third-party library, uPlot, as published on the npm registry (needs npm). Its files are
 # committed, so neither `make demo` nor `make test` needs npm; this target is how they are updated, never by hand.

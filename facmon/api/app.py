@@ -17,6 +17,7 @@ from facmon.api.routes import (
     alarm_kpis,
     alarms,
     auth,
+    cluster,
     dashboard,
     devices,
     docs,
@@ -71,6 +72,7 @@ def create_app(services: Services) -> FastAPI:
         oncall,
         reports,
         ingest,
+        cluster,
         stream,
     ):
         app.include_router(module.router, dependencies=signed_in)

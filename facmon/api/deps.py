@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from facmon.alerts.notifications.notifier import Notifier
 from facmon.alerts.paging.escalation import Escalator
+from facmon.cluster.keeper import LeaseKeeper
 from facmon.config.facility import FacilityConfig
 from facmon.config.registry import DeviceRegistry
 from facmon.facility.accounts import Accounts
@@ -44,6 +45,8 @@ class Services:
     notifiers: Sequence[Notifier] = ()
     # Pages the on-call for new work orders and takes acknowledgements; None when nobody is paged.
     escalator: Escalator | None = None
+    # In a cluster: who holds what; None for one process alone.
+    cluster: LeaseKeeper | None = None
 
 
 def get_services(request: Request) -> Services:

@@ -27,14 +27,18 @@ from facmon.alerts.work_orders.from_alarms import WorkOrderPolicy
 from facmon.alerts.work_orders.sla import SlaWatch
 from facmon.api.app import create_app
 from facmon.api.deps import Services
-from facmon.cmd.scheduler import Scheduler
+from facmon.cluster.keeper import LeaseChanges, LeaseKeeper
+from facmon.cluster.metrics import register_cluster_metrics
+from facmon.cmd.scheduler import Job, Scheduler
+from facmon.config.cluster import LEADER
 from facmon.config.errors import ConfigError, ConfigProblem
 from facmon.config.facility import FacilityConfig
 from facmon.config.loader import load_config
 from facmon.config.registry import DeviceRegistry
 from facmon.facility.accounts import Accounts
 from facmon.facility.clock import Clock, SystemClock, epoch_ms
-from facmon.facility.state import StateStore
+from facmon.facility.errors import FencedError
+from facmon.facility.state import StateStore, fenced
 from facmon.facility.topics import parse_gateway_status_topic
 from facmon.ingest.decode import Decoder
 from facmon.ingest.metrics import IngestMetrics, RejectMetrics
@@ -93,6 +97,14 @@ class Service:
             if latest is not None:
                 self.presence.restore(device.id, *latest)
 
+        cluster = config.cluster
+        # In a cluster, one worker at a time (the leader) ingests, judges and runs the timed jobs; every worker
+        # serves the API. What the leader writes on its way is fenced by its lease.
+        self.keeper = (
+            LeaseKeeper(self.state, cluster, self.clock, on_change=self._on_leases) if cluster.enabled else None
+        )
+        self._leader_fence = self.keeper.fence_for(LEADER) if self.keeper is not None else None
+
         self.reject_gate = RejectGate(
             config.ingest.rejects,
             RejectSources(config.mqtt.topic_prefix, config.sites, self.registry),
@@ -116,6 +128,7 @@ class Service:
             batch_size=config.ingest.batch_size,
             retry_delay=ingest_retry_delay,
             reject_gate=self.reject_gate,
+            fence=self._leader_fence,
         )
         self.subscriber = MqttSubscriber(config.mqtt, self.pipeline.submit, on_status=self._on_gateway_status)
 
@@ -161,6 +174,8 @@ class Service:
         )
         self.summary = DailySummary(self.state, notifiers, config.tz)
         register_alerts_metrics(self.metrics, self.state)
+        if self.keeper is not None:
+            register_cluster_metrics(self.metrics, self.keeper)
         api = config.api
         self.accounts = Accounts(
             self.state, session_ttl=api.session_ttl, max_failures=api.max_failed_logins, lockout=api.lockout
@@ -169,19 +184,28 @@ class Service:
         # Every timed job, each on its own worker: a channel can block for its whole timeout (SMTP, a webhook
         # that is down), which must not hold up the rules' ticks (off-delays, shelving expiry) or paging.
         self.scheduler = Scheduler(self.clock, config.tz)
-        self.scheduler.every("rules", config.alarms.tick.total_seconds(), self.rules.tick, self.floods.tick)
+        lead = self._as_leader
+        self.scheduler.every("rules", config.alarms.tick.total_seconds(), lead(self.rules.tick), lead(self.floods.tick))
         self.scheduler.every(
-            "paging", PAGING_EVERY_S, self.work_orders.catch_up, self.escalator.run_due, self.sla.check
+            "paging",
+            PAGING_EVERY_S,
+            lead(self.work_orders.catch_up),
+            lead(self.escalator.run_due),
+            lead(self.sla.check),
         )
-        self.scheduler.every("outbox", OUTBOX_EVERY_S, self.outbox.deliver_due, at_start=True)
-        self.scheduler.every("retention", RETENTION_EVERY_S, self._apply_retention, at_start=True)
-        self.scheduler.every("rejects", REJECTS_PRUNE_EVERY_S, self.reject_gate.prune, at_start=True)
+        self.scheduler.every("outbox", OUTBOX_EVERY_S, lead(self.outbox.deliver_due), at_start=True)
+        self.scheduler.every("retention", RETENTION_EVERY_S, lead(self._apply_retention), at_start=True)
+        self.scheduler.every("rejects", REJECTS_PRUNE_EVERY_S, lead(self.reject_gate.prune), at_start=True)
         if config.maintenance.plans:
             every = config.maintenance.check_every.total_seconds()
-            self.scheduler.every("maintenance", every, self.maintenance.check, at_start=True)
+            self.scheduler.every("maintenance", every, lead(self.maintenance.check), at_start=True)
         if config.notifications.daily_summary is not None and notifiers:
             at = config.notifications.daily_summary
-            self.scheduler.cron("daily-summary", self.summary.send, hour=at.hour, minute=at.minute)
+            self.scheduler.cron("daily-summary", lead(self.summary.send), hour=at.hour, minute=at.minute)
+
+        if self.keeper is not None:
+            keeper = self.keeper
+            self.scheduler.every("cluster", cluster.lease.total_seconds() / 3, lambda _now: keeper.step())
 
         self.app = create_app(
             Services(
@@ -202,6 +226,7 @@ class Service:
                 ingest_error=lambda: self.pipeline.last_error,
                 notifiers=notifiers,
                 escalator=self.escalator,
+                cluster=self.keeper,
             )
         )
 
@@ -230,8 +255,45 @@ class Service:
 
     def start(self) -> None:
         self.pipeline.start()
-        self.subscriber.start()
+        if self.keeper is None:
+            self.subscriber.start()
+        else:
+            self.keeper.step()  # at once: a worker that finds no leader takes over before the first interval
         self.scheduler.start()
+
+    def _as_leader(self, job: Job) -> Job:
+        """`job` as the scheduler runs it: alone without a cluster; in a cluster, on the leader only, fenced."""
+        if self.keeper is None or self._leader_fence is None:
+            return job
+        keeper, fence = self.keeper, self._leader_fence
+
+        def run(now: datetime) -> object:
+            if not keeper.is_leader:
+                return None
+            try:
+                with fenced(fence):
+                    return job(now)
+            except FencedError as exc:
+                log.warning("cluster: %s: no longer the leader: %s", getattr(job, "__qualname__", job), exc)
+                return None
+
+        run.__qualname__ = getattr(job, "__qualname__", "job")
+        return run
+
+    def _on_leases(self, changes: LeaseChanges) -> None:
+        """Take the leader's work up, or give it up at once: before the next reading, before the next job."""
+        worker = self.keeper.worker if self.keeper is not None else ""
+        if LEADER in changes.lost:
+            log.warning("cluster: %s is no longer the leader: ingest stops", worker)
+            self.subscriber.stop()
+            self.pipeline.abandon()
+        if any(lease.name == LEADER for lease in changes.gained):
+            log.info(
+                "cluster: %s is the leader: ingest and the timed jobs run here",
+                self.keeper.worker if self.keeper else "",
+            )
+            self.rules.restore(self.clock.now())  # the last leader's alarms and memory, as it saved them
+            self.subscriber.start()
 
     def reload_rules(self) -> list[str]:
         """Read the rules from the config file again; an invalid file raises ConfigError and changes nothing."""
@@ -245,6 +307,8 @@ class Service:
 
     def stop(self) -> None:
         self.scheduler.stop()
+        if self.keeper is not None:
+            self.keeper.release_all()  # the next leader takes over now, not after a lease
         # A page in flight gets a moment to record its outcome; one hanging longer is sent again after its lease.
         self.outbox.close(timedelta(seconds=5))
         self.subscriber.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -15,7 +16,7 @@ from typing import Protocol
 from facmon.facility.clock import Clock, epoch_ms
 from facmon.facility.errors import StateStoreError
 from facmon.facility.model import Reading, Reject
-from facmon.facility.state import StateStore
+from facmon.facility.state import Fence, StateStore, fenced
 from facmon.ingest.decode import Decoder
 from facmon.ingest.dedup import DuplicateFilter
 from facmon.ingest.errors import ReadingsRefusedError, SinkBehindError, SpoolError, TelemetryStoreError
@@ -93,6 +94,7 @@ class IngestPipeline:
         retry_delay: float = RETRY_DELAY_S,
         reject_gate: RejectGate | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        fence: Fence | None = None,
     ) -> None:
         self._decoder = decoder
         self._telemetry = telemetry
@@ -106,6 +108,8 @@ class IngestPipeline:
         self._retry_delay = retry_delay
         self._reject_gate = reject_gate
         self._monotonic = monotonic
+        self._fence = fence
+        self._abandoning = threading.Event()
         self._queue: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -137,6 +141,11 @@ class IngestPipeline:
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def abandon(self) -> None:
+        """Give up the batch in hand and the messages queued, unacknowledged: this worker no longer acts for
+        them (its lease went to another worker, to whom the broker sends them again)."""
+        self._abandoning.set()
 
     def stalled_for(self) -> float:
         """Seconds the batch in hand has been waiting for a store to take it; 0 while ingest flows."""
@@ -302,19 +311,32 @@ class IngestPipeline:
             m.rejected.labels(reason).inc()
 
     def _run(self) -> None:
-        while not self._stopping.is_set():
-            self._drain_spool()
-            try:
-                first = self._queue.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            batch = [first]
-            while len(batch) < self._batch_size:
+        with fenced(self._fence):
+            while not self._stopping.is_set():
+                if self._abandoning.is_set():
+                    self._drop_queued()
+                self._drain_spool()
                 try:
-                    batch.append(self._queue.get_nowait())
+                    first = self._queue.get(timeout=0.2)
                 except queue.Empty:
-                    break
-            self._process_until_through(batch)
+                    continue
+                batch = [first]
+                while len(batch) < self._batch_size:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                self._process_until_through(batch)
+
+    def _drop_queued(self) -> None:
+        dropped = 0
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
+                dropped += 1
+        self._abandoning.clear()
+        self._stalled_since = None
+        log.warning("ingest: %d queued messages given up, unacknowledged, for the broker to send again", dropped)
 
     def _process_until_through(self, messages: list[Message]) -> None:
         batch: _Batch | None = None
@@ -340,7 +362,7 @@ class IngestPipeline:
                 log.exception("ingest: unexpected failure on a batch of %d; retrying", len(messages))
             if self._stalled_since is None:
                 self._stalled_since = self._monotonic()
-            if self._stopping.wait(self._retry_delay):
+            if self._stopping.wait(self._retry_delay) or self._abandoning.is_set():
                 return
             self._next_drain = 0.0
             self._drain_spool()  # room in the spool, or the store back, lets the batch through

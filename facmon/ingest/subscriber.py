@@ -91,7 +91,9 @@ class MqttSubscriber:
         return self._connected.is_set()
 
     def start(self) -> None:
-        """Connect in the background; paho reconnects with backoff whenever the connection drops."""
+        """Connect in the background; paho reconnects with backoff whenever the connection drops. After `stop`,
+        starts again on the same session (a worker that becomes the leader once more)."""
+        self._stopping = False
         keepalive = int(self._config.keepalive.total_seconds())
         if self._v5:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 BENCHMARKS = sorted(p.stem for p in BENCH.glob("*.py"))
@@ -49,14 +51,33 @@ FIGURES: dict[str, list[str]] = {
         "gc_full_collections.http.count",
         "data.readings",
     ],
+    "cluster": ["takeover_s.median", "takeover_s.max", "alarm_after_kill_s.median", "lease_s", "rounds"],
 }
 # System binaries a benchmark cannot run without (the embedded broker is no stand-in for a measurement).
-REQUIRES: dict[str, tuple[str, ...]] = {"alarm_latency": ("mosquitto",), "ingest": ("mosquitto",)}
+REQUIRES: dict[str, tuple[str, ...]] = {
+    "alarm_latency": ("mosquitto",),
+    "ingest": ("mosquitto",),
+    "cluster": ("mosquitto", "postgresql"),
+}
 
 
 def installed(binary: str) -> bool:
+    if binary == "postgresql":
+        return postgres_reachable()
     # Debian puts mosquitto in /usr/sbin, which is not on a non-root user's PATH; facmon looks there too.
     return shutil.which(binary) is not None or any(Path(d, binary).exists() for d in ("/usr/sbin", "/usr/local/sbin"))
+
+
+def postgres_reachable() -> bool:
+    url = os.environ.get("FACMON_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    try:
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+    except (SQLAlchemyError, ImportError):
+        return False
+    return True
 
 
 def lookup(figures: dict[str, Any], path: str) -> object:

@@ -32,12 +32,17 @@ def healthz() -> Health:
 @router.get(
     "/readyz",
     response_model=Readiness,
-    summary="Readiness: broker connected, state and telemetry stores reachable, ingest not stalled",
+    summary="Readiness: broker connected (on a cluster's leader), stores reachable, ingest not stalled",
     description="Open, saying `ok` or `unavailable` per part; with a token of any role, why a part is not ok.",
     responses={503: {"description": "Not ready; `checks` says what is not"}},
 )
 def readyz(services: ServicesDep, principal: MaybeAuthenticated) -> Readiness | JSONResponse:
-    checks = {"broker": "ok" if services.broker_connected() else "not connected"}
+    keeper = services.cluster
+    # A standby leaves the broker's session to the leader: it is ready to serve the API, and to take over.
+    standby = keeper is not None and not keeper.is_leader
+    checks = {"broker": "ok" if standby or services.broker_connected() else "not connected"}
+    if keeper is not None:
+        checks["cluster"] = "ok" if keeper.in_touch() else "lost touch with the other workers: holds no lease"
     try:
         services.state.ping()
         checks["state_store"] = "ok"
