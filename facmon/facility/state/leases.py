@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Table, and_, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import ColumnElement, and_, or_, select, update
 
 from facmon.facility.errors import FencedError
 from facmon.facility.model import ClusterWorker, Lease
@@ -40,7 +38,9 @@ class LeaseWrites(Writes):
 
     def claim_lease(self, name: str, owner: str, now: datetime, ttl: timedelta) -> Lease | None:
         """Take a lease that nobody holds or whose holder let it lapse, at the next epoch; None if it is held."""
-        self._upsert_ignore(leases, {"name": name, "owner": None, "epoch": 0}, "name")
+        self.conn.execute(
+            self._upsert(leases).values(name=name, owner=None, epoch=0).on_conflict_do_nothing(index_elements=["name"])
+        )
         free = or_(leases.c.owner.is_(None), leases.c.expires_at.is_(None), leases.c.expires_at <= now)
         row = (
             self.conn.execute(
@@ -87,7 +87,11 @@ class LeaseWrites(Writes):
 
     def heartbeat(self, worker: str, now: datetime) -> None:
         """Say that `worker` is alive; the first beat also records when it started."""
-        self._upsert_ignore(cluster_workers, {"name": worker, "started_at": now, "seen_at": now}, "name")
+        self.conn.execute(
+            self._upsert(cluster_workers)
+            .values(name=worker, started_at=now, seen_at=now)
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
         self.conn.execute(update(cluster_workers).where(cluster_workers.c.name == worker).values(seen_at=now))
 
     def leave(self, worker: str) -> None:
@@ -101,7 +105,3 @@ class LeaseWrites(Writes):
 
     def _held(self, lease: Lease) -> ColumnElement[bool]:
         return and_(leases.c.name == lease.name, leases.c.owner == lease.owner, leases.c.epoch == lease.epoch)
-
-    def _upsert_ignore(self, table: Table, values: dict[str, object], key: str) -> None:
-        upsert = postgresql_insert if self.conn.dialect.name == "postgresql" else sqlite_insert
-        self.conn.execute(upsert(table).values(values).on_conflict_do_nothing(index_elements=[key]))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from facmon.facility.model import MaintenanceOccurrence
 from facmon.facility.state.rows import Reads, Writes, from_row, row_values
@@ -45,9 +43,8 @@ class MaintenanceWrites(Writes):
 
     def add_maintenance_occurrence(self, occurrence: MaintenanceOccurrence) -> bool:
         """Record an occurrence; False when it was recorded before (by an earlier run or another instance)."""
-        upsert = postgresql_insert if self.conn.dialect.name == "postgresql" else sqlite_insert
         statement = (
-            upsert(maintenance_occurrences)
+            self._upsert(maintenance_occurrences)
             .values(row_values(occurrence))
             .on_conflict_do_nothing(index_elements=["plan", "device_id", "due_key"])
         )
@@ -65,8 +62,7 @@ class MaintenanceWrites(Writes):
         )
 
     def save_meter(self, device_id: str, meter: str, value: float, until_ms: int) -> None:
-        upsert = postgresql_insert if self.conn.dialect.name == "postgresql" else sqlite_insert
-        statement = upsert(meters).values(device_id=device_id, meter=meter, value=value, until_ms=until_ms)
+        statement = self._upsert(meters).values(device_id=device_id, meter=meter, value=value, until_ms=until_ms)
         self.conn.execute(
             statement.on_conflict_do_update(
                 index_elements=["device_id", "meter"], set_={"value": value, "until_ms": until_ms}

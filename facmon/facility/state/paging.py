@@ -8,8 +8,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from facmon.facility.errors import StateStoreError
@@ -121,9 +119,8 @@ class PagingWrites(Writes):
         address: str | None = None,
     ) -> int | None:
         """Queue a message for a channel, due at once; None when (channel, kind, ref) was queued before."""
-        upsert = postgresql_insert if self.conn.dialect.name == "postgresql" else sqlite_insert
         statement = (
-            upsert(notifications)
+            self._upsert(notifications)
             .values(
                 channel=channel,
                 kind=kind,

@@ -8,6 +8,10 @@ from enum import Enum
 from typing import Any, Generic, TypeVar, cast, get_args, get_type_hints
 
 from sqlalchemy import Engine, Table, insert, select
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from facmon.facility.errors import NotFoundError
@@ -104,3 +108,7 @@ class Writes:
         """Insert a row of a domain object's values, the database giving its id; the id given."""
         new_id: int = self.conn.execute(insert(table).values(without_id(values)).returning(table.c.id)).scalar_one()
         return new_id
+
+    def _upsert(self, table: Table) -> PgInsert | SqliteInsert:
+        """The database's own INSERT into `table`, which takes ON CONFLICT (PostgreSQL and SQLite alike)."""
+        return pg_insert(table) if self.conn.dialect.name == "postgresql" else sqlite_insert(table)

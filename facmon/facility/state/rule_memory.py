@@ -7,8 +7,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, insert, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from facmon.facility.model import ServiceRecord
 from facmon.facility.state.rows import Reads, Writes, from_row, row_values
@@ -39,8 +37,7 @@ class RuleMemoryWrites(Writes):
         if not rows:
             return
         values = [{"rule": r, "device_id": d, "state": state, "updated_at": at} for r, d, state in rows]
-        upsert = postgresql_insert if self.conn.dialect.name == "postgresql" else sqlite_insert
-        statement = upsert(rule_state)
+        statement = self._upsert(rule_state)
         self.conn.execute(
             statement.on_conflict_do_update(
                 index_elements=[rule_state.c.rule, rule_state.c.device_id],
