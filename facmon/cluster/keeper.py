@@ -133,7 +133,7 @@ class LeaseKeeper:
             self.handovers += 1
             lost.append(name)
             log.info("cluster: %s hands partition %d over (its share is %d)", self.worker, partition, share)
-        wanted = [*self._candidates(share), LEADER]
+        wanted = [*self._candidates(), LEADER]
         for name in wanted:
             if name in self._held or (name != LEADER and len(self.partitions()) >= share):
                 continue
@@ -146,12 +146,12 @@ class LeaseKeeper:
                 log.info("cluster: %s holds %s (epoch %d)", self.worker, name, claimed.epoch)
         return LeaseChanges(gained, lost)
 
-    def _candidates(self, share: int) -> list[str]:
+    def _candidates(self) -> list[str]:
         # Each worker starts looking at a place of its own, so that workers starting together try different
         # partitions first instead of all racing for partition 0.
         count = self._config.partitions
         start = zlib.crc32(self.worker.encode()) % count
-        return [partition_lease((start + i) % count) for i in range(count)] if share else []
+        return [partition_lease((start + i) % count) for i in range(count)]
 
     def release_all(self) -> None:
         """Give every lease up at an orderly stop and leave, so that the others take over at once, not after a lease."""
