@@ -56,9 +56,9 @@ IDLE_EXIT_S = 3.0
 SMOKE: dict[str, Any] = {"messages": 2000, "rounds": 1}
 
 
-def backlog(n: int, seed: int) -> list[tuple[str, bytes]]:
-    """N (topic, payload) pairs over the example's devices, each device's readings at its own interval."""
-    config = load_config(EXAMPLE)
+def backlog(n: int, seed: int, config_path: Path = EXAMPLE) -> list[tuple[str, bytes]]:
+    """N (topic, payload) pairs over a facility's devices (the example's), each at its own interval."""
+    config = load_config(config_path)
     devices = list(DeviceRegistry.from_config(config))
     models = [model_for(d, seed) for d in devices]
     per_device = -(-n // len(devices))
@@ -196,6 +196,9 @@ def facmon_config(
     }
     if shared:
         data["mqtt"]["shared_group"] = "bench"
+        # Mosquitto's round robin spreads a device's readings over the pair, which rules refuse: the pair ingests
+        # without them. The partitioned cluster, with rules, is bench/cluster.py's.
+        data["rules"] = []
     data["storage"] = {
         "telemetry": {"backend": "sqlite", "path": str(work / f"{name}-telemetry.db")},
         "spool": {"path": str(work / f"{name}-spool.db")},

@@ -74,7 +74,7 @@ def run_demo(
         service = Service(config, config_path=config_path)
         _demo_user(service)
         service.start()
-        if not service.subscriber.wait_connected(10):
+        if not service.wait_connected(10):
             log.warning("ingest has not connected to the broker yet; it keeps trying")
         simulator_thread = threading.Thread(
             target=_simulate, args=(simulator, stop), name="facmon-simulator", daemon=True

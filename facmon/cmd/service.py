@@ -6,6 +6,7 @@ import gc
 import logging
 import signal
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
@@ -29,8 +30,9 @@ from facmon.api.app import create_app
 from facmon.api.deps import Services
 from facmon.cluster.keeper import LeaseChanges, LeaseKeeper
 from facmon.cluster.metrics import register_cluster_metrics
+from facmon.cmd.partitions import Partitions
 from facmon.cmd.scheduler import Job, Scheduler
-from facmon.config.cluster import LEADER
+from facmon.config.cluster import LEADER, lease_partition, partition_lease
 from facmon.config.errors import ConfigError, ConfigProblem
 from facmon.config.facility import FacilityConfig
 from facmon.config.loader import load_config
@@ -98,12 +100,14 @@ class Service:
                 self.presence.restore(device.id, *latest)
 
         cluster = config.cluster
-        # In a cluster, one worker at a time (the leader) ingests, judges and runs the timed jobs; every worker
-        # serves the API. What the leader writes on its way is fenced by its lease.
+        # In a cluster, each partition's readings are ingested and judged by the worker holding its lease, and
+        # the timed jobs run on the worker holding the leader's; every worker serves the API. What a worker writes
+        # for a partition or as the leader is fenced by that lease.
         self.keeper = (
             LeaseKeeper(self.state, cluster, self.clock, on_change=self._on_leases) if cluster.enabled else None
         )
         self._leader_fence = self.keeper.fence_for(LEADER) if self.keeper is not None else None
+        keeper = self.keeper
 
         self.reject_gate = RejectGate(
             config.ingest.rejects,
@@ -128,13 +132,19 @@ class Service:
             batch_size=config.ingest.batch_size,
             retry_delay=ingest_retry_delay,
             reject_gate=self.reject_gate,
-            fence=self._leader_fence,
+            fences=None if keeper is None else lambda partition: keeper.fence_for(partition_lease(partition)),
         )
-        self.subscriber = MqttSubscriber(config.mqtt, self.pipeline.submit, on_status=self._on_gateway_status)
-
-        self.rules = RuleProcessor(RuleSet.compile(config.rules, self.registry), self.registry, self.state)
+        # Alone, one session for every device, and these rules judge every reading. In a cluster, each partition
+        # held has its own (`self.partitions`), and these rules serve the API's operator actions only.
+        self.subscriber = (
+            MqttSubscriber(config.mqtt, self.pipeline.submit, on_status=self._on_gateway_status)
+            if keeper is None
+            else None
+        )
+        self.rules = RuleProcessor(
+            RuleSet.compile(config.rules, self.registry), self.registry, self.state, shared=keeper is not None
+        )
         self.rules.restore(self.clock.now())
-        self.pipeline.sinks.append(self.rules)
         if notifiers is None:
             # Channels stamp on the wall clock, whatever the service's: chat platforms refuse a signature whose
             # time stamp is far from theirs.
@@ -163,11 +173,30 @@ class Service:
             wait=timedelta(seconds=OUTBOX_EVERY_S),
         )
         self.rules.listeners.append(self.work_orders)
-        # Alarms committed before a crash or a state-store outage whose work orders and pages were not.
-        self.work_orders.catch_up(self.clock.now(), min_age=timedelta(0))
+        if keeper is None:
+            # Alarms committed before a crash or a state-store outage whose work orders and pages were not. (In a
+            # cluster, the leader's paging job catches up, once the alarms are old enough not to be in flight.)
+            self.work_orders.catch_up(self.clock.now(), min_age=timedelta(0))
         self.floods = FloodDetector(self.state)
-        self.floods.restore(self.clock.now())
-        self.rules.listeners.append(self.floods)
+        self.partitions = (
+            Partitions(
+                config,
+                self.registry,
+                self.state,
+                keeper,
+                self.pipeline,
+                work_orders=self.work_orders,
+                on_status=self._on_gateway_status,
+            )
+            if keeper is not None
+            else None
+        )
+        if self.partitions is None:
+            self.floods.restore(self.clock.now())
+            self.rules.listeners.append(self.floods)
+            self.pipeline.sinks.append(self.rules)
+        else:
+            self.pipeline.sinks.append(self.partitions)
         self.sla = SlaWatch(self.state, config.work_orders, self.clock, on_breach=self.escalator.on_breach)
         self.maintenance = MaintenancePlanner(
             config.maintenance, self.registry, self.state, self.telemetry, config.tz, notifiers
@@ -185,7 +214,12 @@ class Service:
         # that is down), which must not hold up the rules' ticks (off-delays, shelving expiry) or paging.
         self.scheduler = Scheduler(self.clock, config.tz)
         lead = self._as_leader
-        self.scheduler.every("rules", config.alarms.tick.total_seconds(), lead(self.rules.tick), lead(self.floods.tick))
+        tick = config.alarms.tick.total_seconds()
+        if self.partitions is None:
+            self.scheduler.every("rules", tick, self.rules.tick, self.floods.tick)
+        else:
+            partitions = self.partitions
+            self.scheduler.every("rules", tick, partitions.tick, lambda _now: self.rules.sync())
         self.scheduler.every(
             "paging",
             PAGING_EVERY_S,
@@ -203,8 +237,7 @@ class Service:
             at = config.notifications.daily_summary
             self.scheduler.cron("daily-summary", lead(self.summary.send), hour=at.hour, minute=at.minute)
 
-        if self.keeper is not None:
-            keeper = self.keeper
+        if keeper is not None:
             self.scheduler.every("cluster", cluster.lease.total_seconds() / 3, lambda _now: keeper.step())
 
         self.app = create_app(
@@ -215,7 +248,7 @@ class Service:
                 telemetry=self.telemetry,
                 presence=self.presence,
                 clock=self.clock,
-                broker_connected=lambda: self.subscriber.connected,
+                broker_connected=self._broker_connected,
                 alarms=self.rules,
                 reload_rules=self.reload_rules,
                 accounts=self.accounts,
@@ -231,7 +264,16 @@ class Service:
         )
 
     def _acknowledge(self, message: Message) -> None:
-        self.subscriber.ack(message)
+        if self.partitions is not None:
+            self.partitions.ack(message)
+        elif self.subscriber is not None:
+            self.subscriber.ack(message)
+
+    def _broker_connected(self) -> bool:
+        """Alone: its session is subscribed. In a cluster: the session of every partition it holds is."""
+        if self.partitions is not None:
+            return not self.partitions.not_connected()
+        return self.subscriber is not None and self.subscriber.connected
 
     def _apply_retention(self, now: datetime) -> None:
         deleted = self.telemetry.apply_retention(epoch_ms(now))
@@ -253,12 +295,23 @@ class Service:
         elif snapshot is not before:
             log.info("gateway %s of site %s is %s", snapshot.gateway_id, snapshot.site, snapshot.status)
 
+    def wait_connected(self, timeout: float) -> bool:
+        """Wait until ingest is subscribed (in a cluster: every partition held here); False after `timeout` s."""
+        if self.subscriber is not None:
+            return self.subscriber.wait_connected(timeout)
+        deadline = time.monotonic() + timeout
+        while not self._broker_connected():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     def start(self) -> None:
         self.pipeline.start()
-        if self.keeper is None:
+        if self.subscriber is not None:
             self.subscriber.start()
-        else:
-            self.keeper.step()  # at once: a worker that finds no leader takes over before the first interval
+        if self.keeper is not None:
+            self.keeper.step()  # at once: free partitions and a missing leader are taken before the first interval
         self.scheduler.start()
 
     def _as_leader(self, job: Job) -> Job:
@@ -281,19 +334,21 @@ class Service:
         return run
 
     def _on_leases(self, changes: LeaseChanges) -> None:
-        """Take the leader's work up, or give it up at once: before the next reading, before the next job."""
+        """Take partitions and the leader's work up, or give them up at once: before the next reading or job."""
         worker = self.keeper.worker if self.keeper is not None else ""
-        if LEADER in changes.lost:
-            log.warning("cluster: %s is no longer the leader: ingest stops", worker)
-            self.subscriber.stop()
-            self.pipeline.abandon()
-        if any(lease.name == LEADER for lease in changes.gained):
-            log.info(
-                "cluster: %s is the leader: ingest and the timed jobs run here",
-                self.keeper.worker if self.keeper else "",
-            )
-            self.rules.restore(self.clock.now())  # the last leader's alarms and memory, as it saved them
-            self.subscriber.start()
+        partitions = self.partitions
+        if partitions is None:
+            return
+        for name in changes.lost:
+            if name == LEADER:
+                log.warning("cluster: %s is no longer the leader: the timed jobs stop here", worker)
+            else:
+                partitions.lose(lease_partition(name))
+        for lease in changes.gained:
+            if lease.name == LEADER:
+                log.info("cluster: %s is the leader: the timed jobs run here", worker)
+            else:
+                partitions.gain(lease_partition(lease.name), self.clock.now())
 
     def reload_rules(self) -> list[str]:
         """Read the rules from the config file again; an invalid file raises ConfigError and changes nothing."""
@@ -302,18 +357,24 @@ class Service:
         rules = load_config(self.config_path).rules
         compiled = RuleSet.compile(rules, self.registry)
         self.rules.replace_rules(compiled, self.clock.now())
+        if self.partitions is not None:
+            self.partitions.replace_rules(rules, self.clock.now())
         log.info("rules reloaded from %s: %d rules", self.config_path, len(rules))
         return [rule.id for rule in rules]
 
     def stop(self) -> None:
         self.scheduler.stop()
-        if self.keeper is not None:
-            self.keeper.release_all()  # the next leader takes over now, not after a lease
+        if self.partitions is not None and self.keeper is not None:
+            self.partitions.flush(self.clock.now())  # while the leases still stand
+            self.keeper.release_all()  # the next holders take over now, not after a lease
+            self.partitions.stop()
         # A page in flight gets a moment to record its outcome; one hanging longer is sent again after its lease.
         self.outbox.close(timedelta(seconds=5))
-        self.subscriber.stop()
+        if self.subscriber is not None:
+            self.subscriber.stop()
         self.pipeline.stop()
-        self.rules.flush(self.clock.now())
+        if self.partitions is None:
+            self.rules.flush(self.clock.now())
         self.spool.close()
         self.telemetry.close()
         self.state.close()

@@ -80,6 +80,25 @@ def _check_cluster(config: FacilityConfig, sites: set[str]) -> list[tuple[Locati
     if cluster.enabled and config.storage.state_url.startswith("sqlite"):
         # The workers of a cluster share alarms, work orders and leases: a SQLite file is one machine's.
         found.append((("cluster", "enabled"), "a cluster needs a PostgreSQL state store (storage.state_url)"))
+    mqtt = config.mqtt
+    if mqtt.shared_group and cluster.enabled:
+        found.append(
+            (
+                ("mqtt", "shared_group"),
+                "a cluster splits the sites over its workers by partition: leave shared_group out",
+            )
+        )
+    elif mqtt.shared_group and config.rules and not mqtt.shared_by_topic:
+        # Round robin (Mosquitto's) spreads a device's readings over the group: delays, windows and no_data would
+        # be judged on fragments, and two processes could raise the same alarm.
+        found.append(
+            (
+                ("mqtt", "shared_group"),
+                "a shared subscription spreads each device's readings over the processes, and rules need them "
+                "all: run a cluster (cluster.enabled) instead, or set mqtt.shared_by_topic when the broker gives "
+                "each topic to one member (EMQX hash_topic)",
+            )
+        )
     return found
 
 

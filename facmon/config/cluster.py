@@ -67,3 +67,8 @@ class ClusterConfig(_Model):
 def partition_lease(partition: int) -> str:
     """The name of a partition's lease in the state store."""
     return f"partition-{partition}"
+
+
+def lease_partition(name: str) -> int:
+    """The partition of a partition's lease name (`partition-3` → 3)."""
+    return int(name.removeprefix("partition-"))

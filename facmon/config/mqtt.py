@@ -29,6 +29,9 @@ class MqttConfig(_Model):
     session_expiry: Duration = timedelta(days=7)
     # Shared subscription ($share/GROUP/…): ingest processes with the same group split the telemetry.
     shared_group: Identifier | None = None
+    # The broker gives each topic of the group to one member, always (EMQX's `hash_topic` strategy), not round
+    # robin: only then may rules run on a shared subscription.
+    shared_by_topic: bool = False
 
     @field_validator("url")
     @classmethod

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 from facmon.config.facility import FacilityConfig
 from facmon.config.rules import Selector
@@ -33,6 +33,10 @@ class DeviceRegistry:
                 for d in building.devices
             ]
         )
+
+    def of_sites(self, sites: Collection[str]) -> DeviceRegistry:
+        """The devices of these sites only (a cluster's partition)."""
+        return DeviceRegistry([d for d in self if d.site in sites])
 
     def get(self, device_id: str) -> Device | None:
         return self._devices.get(device_id)

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Protocol
 
 from facmon.facility.clock import Clock, epoch_ms
-from facmon.facility.errors import StateStoreError
+from facmon.facility.errors import FencedError, StateStoreError
 from facmon.facility.model import Reading, Reject
 from facmon.facility.state import Fence, StateStore, fenced
 from facmon.ingest.decode import Decoder
@@ -94,7 +94,7 @@ class IngestPipeline:
         retry_delay: float = RETRY_DELAY_S,
         reject_gate: RejectGate | None = None,
         monotonic: Callable[[], float] = time.monotonic,
-        fence: Fence | None = None,
+        fences: Callable[[int], Fence] | None = None,
     ) -> None:
         self._decoder = decoder
         self._telemetry = telemetry
@@ -108,8 +108,9 @@ class IngestPipeline:
         self._retry_delay = retry_delay
         self._reject_gate = reject_gate
         self._monotonic = monotonic
-        self._fence = fence
+        self._fences = fences
         self._abandoning = threading.Event()
+        self._abandoned: set[int] = set()
         self._queue: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -142,10 +143,18 @@ class IngestPipeline:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def abandon(self) -> None:
+    def abandon(self, partition: int | None = None) -> None:
         """Give up the batch in hand and the messages queued, unacknowledged: this worker no longer acts for
-        them (its lease went to another worker, to whom the broker sends them again)."""
-        self._abandoning.set()
+        them (its lease went to another worker, to whom the broker sends them again). With `partition`, only
+        that partition's, until `resume(partition)`."""
+        if partition is None:
+            self._abandoning.set()
+        else:
+            self._abandoned = self._abandoned | {partition}
+
+    def resume(self, partition: int) -> None:
+        """Take a partition's messages again: this worker holds its lease once more."""
+        self._abandoned = self._abandoned - {partition}
 
     def stalled_for(self) -> float:
         """Seconds the batch in hand has been waiting for a store to take it; 0 while ingest flows."""
@@ -197,6 +206,8 @@ class IngestPipeline:
                 sink.on_readings(todo, now)
             except SinkBehindError as exc:
                 batch.todo[index] = todo[exc.done :]
+                raise
+            except FencedError:
                 raise
             except Exception:
                 log.exception("%s failed on a batch of %d readings", type(sink).__name__, len(todo))
@@ -311,22 +322,27 @@ class IngestPipeline:
             m.rejected.labels(reason).inc()
 
     def _run(self) -> None:
-        with fenced(self._fence):
-            while not self._stopping.is_set():
-                if self._abandoning.is_set():
-                    self._drop_queued()
-                self._drain_spool()
+        while not self._stopping.is_set():
+            if self._abandoning.is_set():
+                self._drop_queued()
+            self._drain_spool()
+            try:
+                first = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            batch = [first]
+            while len(batch) < self._batch_size:
                 try:
-                    first = self._queue.get(timeout=0.2)
+                    batch.append(self._queue.get_nowait())
                 except queue.Empty:
-                    continue
-                batch = [first]
-                while len(batch) < self._batch_size:
-                    try:
-                        batch.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
+                    break
+            if self._fences is None:
                 self._process_until_through(batch)
+                continue
+            # In a cluster: each partition's messages on their own, in their order, under its lease's fence.
+            for partition, messages in _by_partition(batch, self._abandoned).items():
+                with fenced(None if partition is None else self._fences(partition)):
+                    self._process_until_through(messages, partition)
 
     def _drop_queued(self) -> None:
         dropped = 0
@@ -338,7 +354,7 @@ class IngestPipeline:
         self._stalled_since = None
         log.warning("ingest: %d queued messages given up, unacknowledged, for the broker to send again", dropped)
 
-    def _process_until_through(self, messages: list[Message]) -> None:
+    def _process_until_through(self, messages: list[Message], partition: int | None = None) -> None:
         batch: _Batch | None = None
         while True:
             try:
@@ -348,6 +364,15 @@ class IngestPipeline:
                 self._stalled_since = None
                 if self._spool.depth == 0:
                     self.last_error = None
+                return
+            except FencedError as exc:
+                if partition is None:
+                    raise  # a fence without a partition is a caller's mistake, not the broker's messages' fault
+                # The partition's lease is another worker's now, at a later epoch: this worker will not get it
+                # through, and the batch must not hold up the other partitions' while its keeper catches up.
+                log.warning("ingest: partition %d: %s; its messages are given up, unacknowledged", partition, exc)
+                self.abandon(partition)
+                self._stalled_since = None
                 return
             except (SpoolError, StateStoreError, SinkBehindError) as exc:
                 self.last_error = str(exc)
@@ -362,7 +387,7 @@ class IngestPipeline:
                 log.exception("ingest: unexpected failure on a batch of %d; retrying", len(messages))
             if self._stalled_since is None:
                 self._stalled_since = self._monotonic()
-            if self._stopping.wait(self._retry_delay) or self._abandoning.is_set():
+            if self._stopping.wait(self._retry_delay) or self._abandoning.is_set() or partition in self._abandoned:
                 return
             self._next_drain = 0.0
             self._drain_spool()  # room in the spool, or the store back, lets the batch through
@@ -373,6 +398,15 @@ class IngestPipeline:
     def _spool_age(self) -> float:
         oldest = self._spool.oldest_ms
         return 0.0 if oldest is None else max(0.0, (self._now_ms() - oldest) / 1000)
+
+
+def _by_partition(messages: list[Message], abandoned: set[int]) -> dict[int | None, list[Message]]:
+    """The messages of each partition, in the order they came; those of abandoned partitions are left out."""
+    groups: dict[int | None, list[Message]] = {}
+    for message in messages:
+        if message.partition not in abandoned:
+            groups.setdefault(message.partition, []).append(message)
+    return groups
 
 
 def _reason_class(reason: str) -> str:

@@ -6,7 +6,7 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
@@ -15,7 +15,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from facmon.config.mqtt import MqttConfig
-from facmon.facility.topics import gateway_status_filter, telemetry_filter
+from facmon.facility.topics import (
+    gateway_status_filter,
+    site_gateway_status_filter,
+    site_telemetry_filter,
+    telemetry_filter,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +34,8 @@ class Message(NamedTuple):
     received_ms: int
     # Which connection delivered it: a packet id means nothing on a later connection.
     connection: int = 0
+    # In a cluster, the partition whose session delivered it (its acknowledgement goes back that way).
+    partition: int | None = None
 
 
 class MqttSubscriber:
@@ -37,6 +44,10 @@ class MqttSubscriber:
     Telemetry goes to `handle` on paho's network thread and is acknowledged later through `ack`; a gateway
     status goes to `on_status(topic, payload)` and is acknowledged at once (the broker retains the latest).
     With `shared_group`, telemetry is subscribed as `$share/GROUP/…` so that the processes of a group split it.
+
+    In a cluster, each partition has a subscriber of its own (`partition` and its `sites`): a persistent session
+    whose client id is derived from the partition, subscribed to exactly its sites' topics, so that while no
+    worker holds the partition the broker keeps its messages, and the next holder resumes the same session.
     """
 
     def __init__(
@@ -46,30 +57,41 @@ class MqttSubscriber:
         *,
         on_status: Callable[[str, bytes], None] | None = None,
         client_id: str | None = None,
+        partition: int | None = None,
+        sites: Sequence[str] = (),
     ) -> None:
         self._config = config
         self._handle = handle
         self._on_status = on_status
-        telemetry = telemetry_filter(config.topic_prefix)
-        self._filters = [f"$share/{config.shared_group}/{telemetry}" if config.shared_group else telemetry]
-        if on_status is not None:
-            self._filters.append(gateway_status_filter(config.topic_prefix))
+        self.partition = partition
+        prefix = config.topic_prefix
+        if partition is None:
+            telemetry = telemetry_filter(prefix)
+            self._filters = [f"$share/{config.shared_group}/{telemetry}" if config.shared_group else telemetry]
+            if on_status is not None:
+                self._filters.append(gateway_status_filter(prefix))
+        else:
+            self._filters = [site_telemetry_filter(prefix, site) for site in sites]
+            if on_status is not None:
+                self._filters += [site_gateway_status_filter(prefix, site) for site in sites]
+            client_id = client_id or partition_client_id(config.client_id, partition)
         self._connection = 0
         self._connected = threading.Event()
         self._stopping = False
         self._subscribe_mid: int | None = None
         self._v5 = config.protocol == "5"
+        self.client_id = client_id or config.client_id
         if self._v5:
             self._client = mqtt.Client(
                 CallbackAPIVersion.VERSION2,
-                client_id=client_id or config.client_id,
+                client_id=self.client_id,
                 protocol=mqtt.MQTTv5,
                 manual_ack=True,
             )
         else:
             self._client = mqtt.Client(
                 CallbackAPIVersion.VERSION2,
-                client_id=client_id or config.client_id,
+                client_id=self.client_id,
                 clean_session=False,  # the broker keeps our subscription and queues messages while we are away
                 protocol=mqtt.MQTTv311,
                 manual_ack=True,
@@ -89,6 +111,10 @@ class MqttSubscriber:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def filters(self) -> list[str]:
+        return list(self._filters)
 
     def start(self) -> None:
         """Connect in the background; paho reconnects with backoff whenever the connection drops. After `stop`,
@@ -113,6 +139,10 @@ class MqttSubscriber:
         self._stopping = True
         self._client.disconnect()
         self._client.loop_stop()
+        # paho leaves two sockets open here: the one its thread opened while still connecting when the disconnect
+        # found none yet, and the pair that wakes its thread, which each `loop_start` makes anew. A subscriber
+        # stopped and started again (a partition lost and regained) would leak them each time.
+        self._client._reset_sockets()
         self._connected.clear()
 
     def ack(self, message: Message) -> None:
@@ -163,4 +193,11 @@ class MqttSubscriber:
             if self._on_status is not None:
                 self._on_status(topic, payload)
             return
-        self._handle(Message(topic, payload, msg.mid, msg.qos, time.time_ns() // 1_000_000, self._connection))
+        self._handle(
+            Message(topic, payload, msg.mid, msg.qos, time.time_ns() // 1_000_000, self._connection, self.partition)
+        )
+
+
+def partition_client_id(client_id: str, partition: int) -> str:
+    """The MQTT client id of a partition's session: the same on every worker, so the next holder resumes it."""
+    return f"{client_id}-p{partition}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from bisect import bisect_right
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -47,8 +48,10 @@ class FloodDetector:
     Time comes from the alarm events and from `tick(now)`, which ends floods when time passes without alarms.
     """
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: StateStore, *, sites: Collection[str] | None = None) -> None:
         self._store = store
+        # In a cluster, the sites of one partition: its holder alone counts their alarms.
+        self._sites = None if sites is None else frozenset(sites)
         self._lock = threading.Lock()
         # Per site, the times of its annunciations in the trailing window, oldest first.
         self._recent: dict[str, list[datetime]] = {}
@@ -58,7 +61,7 @@ class FloodDetector:
     def restore(self, now: datetime) -> None:
         """Rebuild from stored alarm events and open floods, so a restart neither loses a flood nor opens another."""
         with self._lock:
-            self._open = {flood.site: flood for flood in self._store.open_floods()}
+            self._open = {flood.site: flood for flood in self._store.open_floods() if self._covers(flood.site)}
             flooded = set(self._open)
             # An open flood ends when its sixth newest annunciation leaves the window, which may be long ago if the
             # service was down; every annunciation since the flood started is enough to find that moment.
@@ -66,6 +69,8 @@ class FloodDetector:
             self._recent = {}
             changes: list[FloodChange] = []
             for event in self._store.alarm_transitions(since, now, ANNUNCIATIONS):
+                if not self._covers(event.site):
+                    continue
                 if event.site in flooded:
                     self._recent.setdefault(event.site, []).append(event.at)
                 elif event.at > now - FLOOD_WINDOW:
@@ -74,8 +79,11 @@ class FloodDetector:
             changes += self._tick(now)
         self._notify(changes)
 
+    def _covers(self, site: str) -> bool:
+        return self._sites is None or site in self._sites
+
     def on_alarm_change(self, change: AlarmChange) -> None:
-        if change.event.kind not in ANNUNCIATIONS:
+        if change.event.kind not in ANNUNCIATIONS or not self._covers(change.alarm.site):
             return
         with self._lock:
             changes = self._annunciate(change.alarm.site, change.event.at)

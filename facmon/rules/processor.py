@@ -12,7 +12,7 @@ from typing import Protocol
 
 from facmon.config.registry import DeviceRegistry
 from facmon.facility.clock import epoch_ms
-from facmon.facility.errors import StateStoreError
+from facmon.facility.errors import FencedError, StateStoreError
 from facmon.facility.model import Alarm, AlarmEvent, AlarmState, Reading, ServiceRecord
 from facmon.facility.state import StateStore
 from facmon.ingest.errors import SinkBehindError
@@ -84,10 +84,14 @@ class RuleProcessor:
         *,
         save_every: float = 1.0,
         monotonic: Callable[[], float] = time.monotonic,
+        shared: bool = False,
     ) -> None:
         self._rules = rules
         self._registry = registry
         self._store = store
+        # In a cluster, other workers' processors and APIs change alarms and service records in the store too:
+        # this one then holds only its registry's devices, and reads the store where its memory may be behind.
+        self._shared = shared
         self._lock = threading.Lock()
         self._state = EngineState()
         self._alarms: dict[ConditionKey, Alarm] = {}
@@ -111,15 +115,20 @@ class RuleProcessor:
     def rules(self) -> RuleSet:
         return self._rules
 
+    def _mine(self, device_id: str) -> bool:
+        return not self._shared or self._registry.get(device_id) is not None
+
     def restore(self, now: datetime | None = None) -> None:
         """Rebuild from the saved engine memory and the open alarms: a restart neither loses nor re-raises.
 
         With `now`, devices' silence is counted from now: facmon was not listening while it was down.
         """
         with self._lock:
-            self._out_of_service = self._store.out_of_service()
-            self._alarms = {(a.rule, a.device_id): a for a in self._store.open_alarms()}
-            saved = {key: Memory.from_json(data) for key, data in self._store.load_rule_state().items()}
+            self._sync_service()
+            self._alarms = {(a.rule, a.device_id): a for a in self._store.open_alarms() if self._mine(a.device_id)}
+            saved = {
+                key: Memory.from_json(data) for key, data in self._store.load_rule_state().items() if self._mine(key[1])
+            }
             for key, alarm in self._alarms.items():
                 # An alarm raised before the engine kept its memory: its condition is active.
                 if key not in saved and alarm.state in (AlarmState.ACTIVE_UNACKED, AlarmState.ACTIVE_ACKED):
@@ -173,6 +182,8 @@ class RuleProcessor:
                             urgent = urgent or _condition_moved(was, mem)
                 if urgent or self._monotonic() - self._saved_at >= self._save_every:
                     self._save_dirty(now)
+        except FencedError:
+            raise  # this worker no longer holds the readings' partition: not a store that will come back
         except StateStoreError as exc:
             raise SinkBehindError(done, f"rules: {exc}") from None
         finally:
@@ -191,7 +202,9 @@ class RuleProcessor:
                 self._state = state
                 self._dirty.update(key for key, mem in state.memory.items() if mem is not before.memory.get(key))
                 self._save_dirty(now)
-                for alarm in list(self._alarms.values()):
+                if self._shared:
+                    self._sync_service()
+                for alarm in self._open_alarms():
                     if alarm.shelved and alarm.shelved_until is not None and alarm.shelved_until <= now:
                         changes += self._change(alarm.id, lambda a: unshelve(a, "system", now, "shelf time is up"))
                 for record in list(self._out_of_service.values()):
@@ -199,6 +212,20 @@ class RuleProcessor:
                         changes += self._set_service(record.device_id, True, "system", now, "maintenance window over")
         finally:
             self._tell(changes)
+
+    def sync(self) -> None:
+        """Read the service records again: another worker's API may have changed them (a shared processor)."""
+        with self._lock:
+            self._sync_service()
+
+    def _sync_service(self) -> None:
+        self._out_of_service = {d: r for d, r in self._store.out_of_service().items() if self._mine(d)}
+
+    def _open_alarms(self) -> list[Alarm]:
+        """The open alarms as held; as stored when shared, where operators on other workers act on them too."""
+        if not self._shared:
+            return list(self._alarms.values())
+        return [a for a in self._store.open_alarms() if self._mine(a.device_id)]
 
     def is_out_of_service(self, device_id: str) -> bool:
         return device_id in self._out_of_service
@@ -217,6 +244,8 @@ class RuleProcessor:
 
     def return_to_service(self, device_id: str, actor: str, now: datetime, note: str | None = None) -> None:
         with self._lock:
+            if self._shared:
+                self._sync_service()
             if device_id not in self._out_of_service:
                 raise LifecycleError(f"device {device_id} is not out of service")
             changes = self._set_service(device_id, True, actor, now, note)
@@ -230,10 +259,12 @@ class RuleProcessor:
                 tx.return_to_service(device_id)
             self._out_of_service.pop(device_id, None)
         changes = []
-        for key, alarm in list(self._alarms.items()):
+        saved = self._store.load_rule_state() if self._shared else {}
+        for alarm in self._open_alarms():
             if alarm.device_id != device_id:
                 continue
-            memory = self._state.memory.get(key)
+            key = (alarm.rule, alarm.device_id)
+            memory = Memory.from_json(saved[key]) if key in saved else self._state.memory.get(key)
             designed = memory is not None and memory.suppressed
             if in_service and alarm.suppressed and not designed:
                 changes += self._change(alarm.id, lambda a: set_service(a, True, actor, now, note))
@@ -392,5 +423,9 @@ class RuleProcessor:
             for listener in self.listeners:
                 try:
                     listener.on_alarm_change(change)
+                except FencedError as exc:
+                    # The lease went to another worker since the change was committed: the new holder's
+                    # catch-up follows the change up.
+                    log.warning("%s: alarm %s: %s", type(listener).__name__, change.alarm.id, exc)
                 except Exception:
                     log.exception("%s failed on alarm %s", type(listener).__name__, change.alarm.id)

@@ -51,7 +51,17 @@ FIGURES: dict[str, list[str]] = {
         "gc_full_collections.http.count",
         "data.readings",
     ],
-    "cluster": ["takeover_s.median", "takeover_s.max", "alarm_after_kill_s.median", "lease_s", "rounds"],
+    "cluster": [
+        "drain_msg_s.1",
+        "drain_msg_s.2",
+        "paho_msg_s",
+        "ratios_to_paho.2",
+        "takeover_s.median",
+        "takeover_s.max",
+        "alarm_after_kill_s.median",
+        "lease_s",
+        "rounds",
+    ],
 }
 # System binaries a benchmark cannot run without (the embedded broker is no stand-in for a measurement).
 REQUIRES: dict[str, tuple[str, ...]] = {

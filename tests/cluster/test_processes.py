@@ -1,8 +1,8 @@
-"""Three `facmon serve` processes over one PostgreSQL and a real Mosquitto, as a cluster.
+"""Three `facmon serve` processes over one PostgreSQL and a real Mosquitto, as a cluster of 8 partitions.
 
-The leader is killed with SIGKILL in the middle of a pressure drop, and the next leader is stopped with SIGSTOP
-past its lease and then let go on: each fault still gives one alarm and one work order, and the paused worker
-raises nothing when it resumes.
+The worker holding a pump's partition is killed with SIGKILL in the middle of a pressure drop, and the worker
+holding a detector's partition is stopped with SIGSTOP past its lease and then let go on: each fault still
+gives one alarm and one work order, and the paused worker raises nothing when it resumes.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,11 +24,13 @@ from facmon.cmd.broker import Broker, free_port
 from facmon.facility.accounts import Accounts
 from facmon.facility.model import Role
 from facmon.facility.state import StateStore
-from tests.conftest import EXAMPLE, _postgres_database
+from tests.cluster.group import detector, forget_sessions, group_config, pump
+from tests.conftest import _postgres_database
 from tests.publishing import Gateway
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
+CLIENT_ID = "facmon-cluster-processes"
 
 
 @pytest.fixture
@@ -36,14 +39,14 @@ def postgres_url() -> Iterator[str]:
 
 
 class Worker:
-    def __init__(self, name: str, tmp_path: Path, broker: Broker, state_url: str, token: str) -> None:
+    def __init__(self, name: str, tmp_path: Path, broker: Broker, state_url: str, token: str, config: Path) -> None:
         self.name = name
         self.port = free_port()
         self.log = tmp_path / f"{name}.log"
         env = {
             **os.environ,
             "FACMON_MQTT__URL": broker.url,
-            "FACMON_MQTT__CLIENT_ID": "facmon-cluster-processes",
+            "FACMON_MQTT__CLIENT_ID": CLIENT_ID,
             "FACMON_API__PORT": str(self.port),
             "FACMON_STORAGE__STATE_URL": state_url,
             "FACMON_STORAGE__TELEMETRY__PATH": str(tmp_path / "telemetry.db"),
@@ -54,7 +57,7 @@ class Worker:
         }
         with self.log.open("w") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "facmon", "serve", "--config", str(EXAMPLE)],
+                [sys.executable, "-m", "facmon", "serve", "--config", str(config)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -78,71 +81,92 @@ class Worker:
         return self.process.wait(30)
 
 
-def leader_seen_by(worker: Worker) -> str | None:
+def owners_seen_by(worker: Worker) -> dict[str, str | None]:
+    """Lease name → owner, as a worker's API shows them; empty while it does not answer."""
     view = worker.cluster()
-    return view["leader"] if view else None
+    return {lease["name"]: lease["owner"] for lease in view["leases"] if lease["held"]} if view else {}
 
 
-def test_a_killed_and_a_paused_leader_each_leave_one_alarm_per_fault(
+def balanced(worker: Worker) -> bool:
+    owners = owners_seen_by(worker)
+    counts = sorted(
+        sum(1 for name, owner in owners.items() if owner == w and name != "leader") for w in ("a", "b", "c")
+    )
+    return counts == [2, 3, 3]
+
+
+def test_a_killed_and_a_paused_worker_each_leave_one_alarm_per_fault(
     tmp_path: Path, mqtt_broker: Broker, postgres_url: str
 ) -> None:
     store = StateStore.open(postgres_url)
     token, _ = Accounts(store).add_token("cluster-test", Role.VIEWER, at=datetime.now(UTC))
-    workers = {name: Worker(name, tmp_path, mqtt_broker, postgres_url, token) for name in ("a", "b", "c")}
-    gateway = Gateway(mqtt_broker)
+    config = group_config(tmp_path / "group.yaml")
+    workers = {name: Worker(name, tmp_path, mqtt_broker, postgres_url, token, config) for name in ("a", "b", "c")}
+    partition_of = {site: zlib.crc32(site.encode()) % 8 for site in ("site-001", "site-002")}
+    pumps = Gateway(mqtt_broker, site="site-001")
+    detectors = Gateway(mqtt_broker, site="site-002")
     try:
-        first = eventually(lambda: leader_seen_by(workers["c"]), timeout=60, what="a leader")
+        eventually(lambda: balanced(workers["c"]), timeout=60, what="3, 3 and 2 partitions on the workers")
         start = int(time.time() * 1000) - 10 * 60_000
         drop = (4.0, 3.6, 3.2, 2.8, 2.4, 2.0, 1.6, 1.3)
         for i, pressure in enumerate(drop[:4]):
-            gateway.publish(
-                "pump", "pump-1", {"pressure_bar": pressure, "pump_running": True, "ts": start + i * 40_000}
-            )
-        eventually(lambda: store.list_alarms(device_id="pump-1").total == 1, what="the alarm at 2.8 bar")
+            pumps.publish("pump", pump(1), {"pressure_bar": pressure, "pump_running": True, "ts": start + i * 40_000})
+        eventually(lambda: store.list_alarms(device_id=pump(1)).total == 1, what="the alarm at 2.8 bar")
 
+        pump_lease = f"partition-{partition_of['site-001']}"
+        first = owners_seen_by(workers["c"])[pump_lease]
+        assert first is not None
         workers[first].process.kill()  # SIGKILL in the middle of the drop: no lease released, nothing flushed
         for i, pressure in enumerate(drop[4:], start=4):
-            gateway.publish(
-                "pump", "pump-1", {"pressure_bar": pressure, "pump_running": True, "ts": start + i * 40_000}
-            )
+            pumps.publish("pump", pump(1), {"pressure_bar": pressure, "pump_running": True, "ts": start + i * 40_000})
         rest = [w for name, w in workers.items() if name != first]
-        second = eventually(
-            lambda: (seen := leader_seen_by(rest[0])) not in (None, first) and seen, timeout=20, what="a new leader"
+        eventually(
+            lambda: owners_seen_by(rest[0]).get(pump_lease) not in (None, first),
+            timeout=20,
+            what="the pump's partition taken over",
         )
         eventually(
             lambda: (
-                [(a.rule, a.severity) for a in store.list_alarms(device_id="pump-1").items]
+                [(a.rule, a.severity) for a in store.list_alarms(device_id=pump(1)).items]
                 == [("pump-pressure-low", "critical")]
             ),
             what="the one alarm, critical at 1.3 bar",
         )
         eventually(
-            lambda: [o.priority for o in store.list_work_orders(device_id="pump-1").items] == ["P1"],
+            lambda: [o.priority for o in store.list_work_orders(device_id=pump(1)).items] == ["P1"],
             what="one work order, P1",
         )
 
+        detector_lease = f"partition-{partition_of['site-002']}"
+        second = eventually(lambda: owners_seen_by(rest[0]).get(detector_lease), what="the detectors' holder")
         paused = workers[second]
         paused.process.send_signal(signal.SIGSTOP)  # past its lease: the third worker takes over
         (third,) = (w for w in rest if w is not paused)
-        eventually(lambda: leader_seen_by(third) == third.name, timeout=20, what="the third worker leads")
-        gateway.publish("smoke", "smoke-A-01", {"state": "alarm"})
-        eventually(lambda: store.list_alarms(device_id="smoke-A-01").total == 1, what="the smoke alarm")
+        eventually(
+            lambda: owners_seen_by(third).get(detector_lease) == third.name,
+            timeout=20,
+            what="the third worker holds the detectors' partition",
+        )
+        detectors.publish("smoke", detector(2, 1), {"state": "alarm"})
+        eventually(lambda: store.list_alarms(device_id=detector(2, 1)).total == 1, what="the smoke alarm")
 
         paused.process.send_signal(signal.SIGCONT)
-        eventually(lambda: (view := paused.cluster()) is not None and view["leader"] == third.name, what="resumed")
-        gateway.publish("smoke", "smoke-A-02", {"state": "alarm"})
-        eventually(lambda: store.list_alarms(device_id="smoke-A-02").total == 1, what="the next alarm, by the leader")
-        assert store.list_alarms(device_id="smoke-A-01").total == 1
-        assert store.list_alarms(device_id="pump-1").total == 1
-        assert len(store.list_work_orders(device_id="smoke-A-01").items) == 1
+        eventually(lambda: paused.cluster() is not None, what="the paused worker answers again")
+        detectors.publish("smoke", detector(2, 2), {"state": "alarm"})
+        eventually(lambda: store.list_alarms(device_id=detector(2, 2)).total == 1, what="the next alarm")
+        assert store.list_alarms(device_id=detector(2, 1)).total == 1
+        assert store.list_alarms(device_id=pump(1)).total == 1
+        assert len(store.list_work_orders(device_id=detector(2, 1)).items) == 1
         eventually(
-            lambda: f"cluster: {second} is no longer the leader" in paused.log.read_text(),
-            what="the resumed worker gives its ingest up",
+            lambda: f"partition {partition_of['site-002']} is no longer judged here" in paused.log.read_text(),
+            what="the resumed worker gives the detectors' partition up",
         )
     finally:
-        gateway.close()
+        pumps.close()
+        detectors.close()
         codes = {name: w.stop() for name, w in workers.items()}
         store.close()
+        forget_sessions(mqtt_broker, CLIENT_ID)
     for name, code in codes.items():
         output = workers[name].log.read_text()
         assert "Traceback" not in output, output

@@ -357,3 +357,26 @@ def test_a_receivers_placeholder_password_is_found_like_a_gateways() -> None:
         " receivers: [{id: siren-hall, password: change-me}, {id: siren-yard}]}}}\n"
     )
     assert placeholder_secrets(parse_config(text, env={})) == ["notifications.channels.siren.receivers.0.password"]
+
+
+def test_a_round_robin_shared_subscription_is_refused_while_rules_run() -> None:
+    def refused(env: dict[str, str]) -> list[str]:
+        with pytest.raises(ConfigError) as caught:
+            load_config(EXAMPLE, env=env)
+        return [str(p) for p in caught.value.problems if "shared_group" in str(p)]
+
+    [problem] = refused({"FACMON_MQTT__SHARED_GROUP": "ingest"})
+    assert "mqtt.shared_group: a shared subscription spreads each device's readings over the processes" in problem
+    assert "mqtt.shared_by_topic" in problem
+    # A broker that gives each topic to one member keeps a device's readings together.
+    by_topic = load_config(EXAMPLE, env={"FACMON_MQTT__SHARED_GROUP": "ingest", "FACMON_MQTT__SHARED_BY_TOPIC": "true"})
+    assert by_topic.mqtt.shared_group == "ingest"
+    [problem] = refused(
+        {
+            "FACMON_MQTT__SHARED_GROUP": "ingest",
+            "FACMON_MQTT__SHARED_BY_TOPIC": "true",
+            "FACMON_CLUSTER__ENABLED": "true",
+            "FACMON_STORAGE__STATE_URL": "postgresql://facmon@db/facmon",
+        }
+    )
+    assert "a cluster splits the sites over its workers by partition" in problem

@@ -15,11 +15,13 @@ from typing import Any
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
+import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from facmon.cmd.broker import Broker, free_port
 from facmon.cmd.service import Service
 from facmon.config.facility import FacilityConfig
+from facmon.config.loader import load_config
 from facmon.facility.model import Reading
 from facmon.ingest.errors import TelemetryStoreError
 from facmon.ingest.storage import TelemetryStore
@@ -315,10 +317,25 @@ def test_a_shared_subscription_splits_telemetry_between_ingest_processes(tmp_pat
     if mqtt_broker.kind == "embedded":
         pytest.skip("the embedded broker has no shared subscriptions")
     group = f"g{uuid.uuid4().hex[:8]}"
+    # Without rules: round robin spreads a device's readings over the group, which rules refuse.
+    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    data["rules"] = []
+    without_rules = tmp_path / "ingest-only.yaml"
+    without_rules.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     services = []
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
-        config = example_config(tmp_path / name, mqtt_broker, FACMON_MQTT__SHARED_GROUP=group)
+        config = load_config(
+            without_rules,
+            env={
+                "FACMON_MQTT__URL": mqtt_broker.url,
+                "FACMON_MQTT__CLIENT_ID": f"facmon-test-{name}-{group}",
+                "FACMON_MQTT__SHARED_GROUP": group,
+                "FACMON_STORAGE__TELEMETRY__PATH": str(tmp_path / name / "telemetry.db"),
+                "FACMON_STORAGE__SPOOL__PATH": str(tmp_path / name / "spool.db"),
+                "FACMON_STORAGE__STATE_URL": f"sqlite:///{tmp_path / name / 'state.db'}",
+            },
+        )
         service = Service(config, notifiers=[])
         service.start()
         assert service.subscriber.wait_connected(10)

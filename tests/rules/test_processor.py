@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from facmon.config.facility import FacilityConfig
 from facmon.config.registry import DeviceRegistry
+from facmon.facility.clock import epoch_ms
 from facmon.facility.errors import NotFoundError, StateStoreError
 from facmon.facility.model import AlarmEvent, AlarmState, Reading
 from facmon.facility.state import StateStore, StateTransaction
@@ -240,3 +242,45 @@ def test_history_alone_is_saved_at_most_every_interval_and_on_flush(
     assert store.load_rule_state()[key]["values"] == {"pressure_bar": 2.5}
     p.flush(T0 + timedelta(minutes=3))
     assert store.load_rule_state()[key]["values"] == {"pressure_bar": 2.6}
+
+
+def test_shared_processors_see_what_another_workers_api_did_from_the_next_tick(
+    example: FacilityConfig, registry: DeviceRegistry, store: StateStore
+) -> None:
+    # As in a cluster: the pump's partition holder, and another worker's processor serving the API.
+    pumps = DeviceRegistry([d for d in registry if d.id == "pump-1"])
+    holder = RuleProcessor(RuleSet.compile(example.rules, pumps), pumps, store, shared=True)
+    api = RuleProcessor(RuleSet.compile(example.rules, registry), registry, store, shared=True)
+    for p in (holder, api):
+        p.restore()
+    feed(holder, 2.5, 0)
+    [alarm] = store.list_alarms().items
+
+    api.shelve(alarm.id, "li", T0, T0 + timedelta(minutes=30), "known nuisance")
+    holder.tick(T0 + timedelta(minutes=30))  # the holder never held the shelf, and unshelves it all the same
+    assert not store.get_alarm(alarm.id).shelved
+    assert store.alarm_events(alarm.id)[-1].note == "shelf time is up"
+
+    # Out of service through the API: its standing alarm suppressed there, and the holder's next alarm too.
+    api.take_out_of_service("pump-1", "li", T0 + timedelta(minutes=31), "valve replaced")
+    assert store.get_alarm(alarm.id).suppressed
+    assert not holder.is_out_of_service("pump-1")
+    holder.tick(T0 + timedelta(minutes=32))
+    assert holder.is_out_of_service("pump-1")
+    api.return_to_service("pump-1", "li", T0 + timedelta(minutes=33))
+    assert not store.get_alarm(alarm.id).suppressed
+
+
+def test_a_shared_processor_restores_only_its_own_devices(
+    example: FacilityConfig, registry: DeviceRegistry, store: StateStore
+) -> None:
+    everything, _ = processor(RuleSet.compile(example.rules, registry), registry, store)
+    feed(everything, 2.5, 0)
+    at = T0 + timedelta(minutes=1)
+    everything.on_readings([Reading("panel-1", epoch_ms(at), {"voltage_l1_v": 150.0})], at)
+    assert {a.device_id for a in store.list_alarms().items} >= {"pump-1", "panel-1"}
+    panels = DeviceRegistry([d for d in registry if d.type == "power"])
+    holder = RuleProcessor(RuleSet.compile(example.rules, panels), panels, store, shared=True)
+    holder.restore()
+    assert {key[1] for key in holder.state.memory} <= {d.id for d in panels}
+    assert "panel-1" in {key[1] for key in holder.state.memory}

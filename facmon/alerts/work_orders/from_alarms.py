@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -60,14 +61,17 @@ class WorkOrderPolicy:
                 return  # followed up already: by the catch-up after a restart, or by another worker
             self._follow_up(tx, change)
 
-    def catch_up(self, now: datetime, *, min_age: timedelta = FOLLOW_UP_GRACE) -> int:
+    def catch_up(
+        self, now: datetime, *, min_age: timedelta = FOLLOW_UP_GRACE, sites: Collection[str] | None = None
+    ) -> int:
         """Follow up the alarm changes left without their work orders (a crash, a state-store outage).
 
         Changes younger than `min_age` are left to the live path, which follows them up in order; the catch-up
-        runs at start with no age and then on the paging schedule. Returns how many were followed up.
+        runs at start with no age and then on the paging schedule (in a cluster, also with no age for the
+        `sites` of a partition taken over, before its readings). Returns how many were followed up.
         """
         done = 0
-        for event, alarm in self._store.pending_followups(now - min_age):
+        for event, alarm in self._store.pending_followups(now - min_age, sites=sites):
             # The alarm as the change left it: the work order is for the fault that was raised, even if it
             # has cleared since.
             at_change = replace(alarm, state=event.state, severity=event.severity)

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from facmon.api.deps import ServicesDep
 from facmon.api.schemas import local_time
-from facmon.config.cluster import LEADER
+from facmon.config.cluster import LEADER, partition_lease
 
 router = APIRouter(prefix="/api/v1/cluster", tags=["cluster"])
 
@@ -24,6 +24,8 @@ class LeasePublic(BaseModel):
     # Seconds since its holder last renewed it; a lease whose holder is alive stays under a third of the lease.
     age_s: float | None
     held: bool
+    # A partition's sites (by `cluster.sites` or the hash of their ids); none for the leader's lease.
+    sites: list[str]
 
 
 class WorkerPublic(BaseModel):
@@ -60,6 +62,9 @@ def cluster(services: ServicesDep) -> ClusterPublic:
     tz = services.config.tz
     now = services.clock.now()
     leases = services.state.leases()
+    sites: dict[str, list[str]] = {}
+    for site in services.config.sites:
+        sites.setdefault(partition_lease(config.partition_of(site.id)), []).append(site.id)
     held = [
         LeasePublic(
             name=lease.name,
@@ -70,6 +75,7 @@ def cluster(services: ServicesDep) -> ClusterPublic:
             expires_at=local_time(lease.expires_at, tz),
             age_s=(now - lease.renewed_at).total_seconds() if lease.renewed_at and lease.owner else None,
             held=lease.owner is not None and lease.held_by(lease.owner, now),
+            sites=sites.get(lease.name, []),
         )
         for lease in leases
     ]

@@ -32,15 +32,14 @@ def healthz() -> Health:
 @router.get(
     "/readyz",
     response_model=Readiness,
-    summary="Readiness: broker connected (on a cluster's leader), stores reachable, ingest not stalled",
+    summary="Readiness: broker connected (in a cluster: its partitions' sessions), stores reachable, ingest flowing",
     description="Open, saying `ok` or `unavailable` per part; with a token of any role, why a part is not ok.",
     responses={503: {"description": "Not ready; `checks` says what is not"}},
 )
 def readyz(services: ServicesDep, principal: MaybeAuthenticated) -> Readiness | JSONResponse:
     keeper = services.cluster
-    # A standby leaves the broker's session to the leader: it is ready to serve the API, and to take over.
-    standby = keeper is not None and not keeper.is_leader
-    checks = {"broker": "ok" if standby or services.broker_connected() else "not connected"}
+    # In a cluster: the session of every partition this worker holds (none held: ready to serve, and take over).
+    checks = {"broker": "ok" if services.broker_connected() else "not connected"}
     if keeper is not None:
         checks["cluster"] = "ok" if keeper.in_touch() else "lost touch with the other workers: holds no lease"
     try:

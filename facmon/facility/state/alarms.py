@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, func, insert, select, update
+from sqlalchemy import and_, case, delete, func, insert, select, update
 from sqlalchemy.sql import LABEL_STYLE_TABLENAME_PLUS_COL, ColumnElement, Select
 
 from facmon.facility.errors import NotFoundError
@@ -91,13 +91,18 @@ class AlarmReads(Reads):
             limit,
         )
 
-    def pending_followups(self, before: datetime, limit: int = 100) -> list[tuple[AlarmEvent, Alarm]]:
-        """Alarm changes committed before `before` whose consequences are not, oldest first."""
+    def pending_followups(
+        self, before: datetime, limit: int = 100, *, sites: Collection[str] | None = None
+    ) -> list[tuple[AlarmEvent, Alarm]]:
+        """Alarm changes committed before `before` whose consequences are not, oldest first; of `sites` only."""
+        where = alarm_followups.c.created_at < before
+        if sites is not None:
+            where = and_(where, alarms.c.site.in_(list(sites)))
         return self._alarm_changes(
             select(alarm_events, alarms)
             .join(alarm_followups, alarm_followups.c.event_id == alarm_events.c.id)
             .join(alarms, alarms.c.id == alarm_events.c.alarm_id),
-            alarm_followups.c.created_at < before,
+            where,
             limit,
         )
 
