@@ -417,9 +417,9 @@ def test_facmon_checks_readiness_and_waits_for_healthy_backing_services() -> Non
         (
             lambda c: edited(
                 c,
-                "    stop_grace_period: 30s\n\n  # TLS",
+                "    stop_grace_period: 30s\n\n  # Two more workers",
                 '    healthcheck:\n      test: ["CMD", "curl", "-f", "http://127.0.0.1:8080/healthz"]\n'
-                "    stop_grace_period: 30s\n\n  # TLS",
+                "    stop_grace_period: 30s\n\n  # Two more workers",
             ),
             "facmon's healthcheck is not GET /readyz: 'CMD curl -f http://127.0.0.1:8080/healthz'",
         ),
