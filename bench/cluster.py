@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lease", type=float, default=15.0, help="cluster.lease of the takeover, s (default 15)")
     parser.add_argument("--messages", type=int, default=100_000, help="the drain's backlog (default 100000)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 3], help="drain with these many workers")
-    parser.add_argument("--drain-lease", type=float, default=30.0, help="cluster.lease of the drain, s (default 30)")
+    parser.add_argument("--drain-lease", type=float, default=60.0, help="cluster.lease of the drain, s (default 60)")
     parser.add_argument("--smoke", action="store_true", help="2000 messages, 1 and 2 workers, one 3 s takeover")
     args = parser.parse_args(argv)
     if args.smoke:

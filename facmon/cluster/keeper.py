@@ -153,6 +153,18 @@ class LeaseKeeper:
         start = zlib.crc32(self.worker.encode()) % count
         return [partition_lease((start + i) % count) for i in range(count)]
 
+    def give_up(self, name: str) -> None:
+        """Release one lease this worker cannot act on (its partition failed to start here), for another worker
+        or a later round of this one to claim."""
+        lease = self._held.pop(name, None)
+        if lease is None:
+            return
+        try:
+            with self._store.begin() as tx:
+                tx.release_lease(lease)
+        except StateStoreError as exc:
+            log.warning("cluster: could not release %s; it lapses instead: %s", name, exc)
+
     def release_all(self) -> None:
         """Give every lease up at an orderly stop and leave, so that the others take over at once, not after a lease."""
         held, self._held = self._held, {}

@@ -39,7 +39,7 @@ from facmon.config.loader import load_config
 from facmon.config.registry import DeviceRegistry
 from facmon.facility.accounts import Accounts
 from facmon.facility.clock import Clock, SystemClock, epoch_ms
-from facmon.facility.errors import FencedError
+from facmon.facility.errors import FencedError, StateStoreError
 from facmon.facility.state import StateStore, fenced
 from facmon.facility.topics import parse_gateway_status_topic
 from facmon.ingest.decode import Decoder
@@ -347,8 +347,16 @@ class Service:
         for lease in changes.gained:
             if lease.name == LEADER:
                 log.info("cluster: %s is the leader: the timed jobs run here", worker)
-            else:
+                continue
+            try:
                 partitions.gain(lease_partition(lease.name), self.clock.now())
+            except (StateStoreError, ConfigError) as exc:
+                # Held but not acted on, its messages would wait at the broker for as long as this worker
+                # renews the lease: let it go instead.
+                log.error("cluster: %s cannot take %s up, and gives it up: %s", worker, lease.name, exc)
+                partitions.lose(lease_partition(lease.name))
+                if self.keeper is not None:
+                    self.keeper.give_up(lease.name)
 
     def reload_rules(self) -> list[str]:
         """Read the rules from the config file again; an invalid file raises ConfigError and changes nothing."""

@@ -98,3 +98,15 @@ def test_a_worker_paused_past_its_lease_loses_its_partitions_and_cannot_write_fo
             tx.fence(name, "a", epoch)
     settle([a, b], clock)
     assert (len(a.partitions()), len(b.partitions())) == (4, 4)
+
+
+def test_a_lease_given_up_is_free_for_another_worker_at_once(state_store: StateStore, clock: FakeClock) -> None:
+    a, b = keepers(state_store, clock, "a", "b")
+    a.step()
+    assert 3 in a.partitions()
+    a.give_up("partition-3")  # a could not take the partition up (its store failed while restoring it)
+    assert 3 not in a.partitions()
+    with pytest.raises(FencedError):
+        a.fence_for("partition-3")()
+    b.step()  # within the lease a would have held it for
+    assert 3 in b.partitions()
