@@ -2,7 +2,8 @@
 
 The worker holding a pump's partition is killed with SIGKILL in the middle of a pressure drop, and the worker
 holding a detector's partition is stopped with SIGSTOP past its lease and then let go on: each fault still
-gives one alarm and one work order, and the paused worker raises nothing when it resumes.
+gives one alarm, one work order and one page per person paged, and the paused worker raises and pages nothing
+when it resumes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import orjson
 import pytest
 
 from facmon.cmd.broker import Broker, free_port
@@ -27,6 +29,7 @@ from facmon.facility.state import StateStore
 from tests.cluster.group import detector, forget_sessions, group_config, pump
 from tests.conftest import _postgres_database
 from tests.publishing import Gateway
+from tests.simulators.listening import Listener
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
@@ -95,6 +98,16 @@ def balanced(worker: Worker) -> bool:
     return counts == [2, 3, 3]
 
 
+def pages(pagers: Listener) -> list[tuple[str, str]]:
+    """(work order number, person) of each page sent to a person's pager."""
+    found = []
+    for topic, payload, _ in pagers.messages:
+        if not topic.endswith("/all"):
+            number = next(word for word in orjson.loads(payload)["subject"].split() if word.startswith("WO-"))
+            found.append((number.strip(":,"), topic.rsplit("/", 1)[1]))
+    return found
+
+
 def test_a_killed_and_a_paused_worker_each_leave_one_alarm_per_fault(
     tmp_path: Path, mqtt_broker: Broker, postgres_url: str
 ) -> None:
@@ -103,6 +116,7 @@ def test_a_killed_and_a_paused_worker_each_leave_one_alarm_per_fault(
     config = group_config(tmp_path / "group.yaml")
     workers = {name: Worker(name, tmp_path, mqtt_broker, postgres_url, token, config) for name in ("a", "b", "c")}
     partition_of = {site: zlib.crc32(site.encode()) % 8 for site in ("site-001", "site-002")}
+    pagers = Listener(mqtt_broker, "facility/pagers")
     pumps = Gateway(mqtt_broker, site="site-001")
     detectors = Gateway(mqtt_broker, site="site-002")
     try:
@@ -157,6 +171,16 @@ def test_a_killed_and_a_paused_worker_each_leave_one_alarm_per_fault(
         assert store.list_alarms(device_id=detector(2, 1)).total == 1
         assert store.list_alarms(device_id=pump(1)).total == 1
         assert len(store.list_work_orders(device_id=detector(2, 1)).items) == 1
+        # One page per person paged for each work order, whichever worker led when it was sent.
+        orders = [
+            o.number
+            for d in (pump(1), detector(2, 1), detector(2, 2))
+            for o in store.list_work_orders(device_id=d).items
+        ]
+        eventually(lambda: {number for number, _ in pages(pagers)} >= set(orders), what="a page for each work order")
+        time.sleep(2)  # a page sent twice would be here by now
+        sent = pages(pagers)
+        assert sorted(sent) == sorted(set(sent)), sent
         eventually(
             lambda: f"partition {partition_of['site-002']} is no longer judged here" in paused.log.read_text(),
             what="the resumed worker gives the detectors' partition up",
@@ -164,6 +188,8 @@ def test_a_killed_and_a_paused_worker_each_leave_one_alarm_per_fault(
     finally:
         pumps.close()
         detectors.close()
+        pagers.client.disconnect()
+        pagers.client.loop_stop()
         codes = {name: w.stop() for name, w in workers.items()}
         store.close()
         forget_sessions(mqtt_broker, CLIENT_ID)
