@@ -21,9 +21,10 @@ from facmon.config.registry import DeviceRegistry
 from facmon.config.rules import RuleConfig
 from facmon.facility.errors import FencedError, StateStoreError
 from facmon.facility.model import Reading
-from facmon.facility.state import Fence, StateStore, fenced
+from facmon.facility.state import Fence, SharedPresence, StateStore, fenced
 from facmon.ingest.errors import SinkBehindError
 from facmon.ingest.pipeline import IngestPipeline
+from facmon.ingest.presence import DevicePresence, DeviceSnapshot
 from facmon.ingest.subscriber import Message, MqttSubscriber
 from facmon.rules.conditions import RuleSet
 from facmon.rules.flood import FloodDetector
@@ -56,6 +57,7 @@ class Partitions:
         pipeline: IngestPipeline,
         *,
         work_orders: WorkOrderPolicy,
+        presence: DevicePresence,
         on_status: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self._config = config
@@ -64,6 +66,8 @@ class Partitions:
         self._keeper = keeper
         self._pipeline = pipeline
         self._work_orders = work_orders
+        self._presence = presence
+        self._shared_seen: dict[str, int] = {}  # per device: the last_seen_ms last shared
         self._on_status = on_status
         cluster = config.cluster
         self.sites: dict[int, tuple[str, ...]] = {p: () for p in range(cluster.partitions)}
@@ -167,6 +171,29 @@ class Partitions:
                 log.warning("cluster: partition %d: %s", held.number, exc)
             except StateStoreError as exc:
                 log.error("cluster: partition %d: rules' tick failed: %s", held.number, exc)
+
+    def share_presence(self, _now: datetime | None = None) -> None:
+        """Share what this worker heard from its partitions' devices; take the rest from what the others shared.
+
+        The API and the live stream of every worker then show every device's presence and latest values, at
+        most one round of this old for the devices judged elsewhere.
+        """
+        mine = {d for d, p in self._partition_of_device.items() if p in self._held}
+        rows = [
+            SharedPresence(device_id, snap.last_seen_ms, snap.latest_ts_ms, snap.latest)
+            for device_id, snap in self._presence.snapshots()
+            if device_id in mine and self._shared_seen.get(device_id) != snap.last_seen_ms
+        ]
+        try:
+            if rows:
+                with self._state.begin() as tx:
+                    tx.share_presence(rows)
+                self._shared_seen.update((r.device_id, r.last_seen_ms) for r in rows)
+            for row in self._state.shared_presence():
+                if row.device_id not in mine and row.device_id in self._partition_of_device:
+                    self._presence.merge(row.device_id, DeviceSnapshot(row.last_seen_ms, row.latest_ts_ms, row.latest))
+        except StateStoreError as exc:
+            log.warning("cluster: devices' presence not shared this round: %s", exc)
 
     def replace_rules(self, rules: list[RuleConfig], now: datetime) -> None:
         self._rules = rules

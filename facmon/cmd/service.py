@@ -64,6 +64,9 @@ REJECTS_PRUNE_EVERY_S = 300.0
 OUTBOX_EVERY_S = 1.0
 # How often escalations and SLA timers are looked at: a step or a breach is at most this late.
 PAGING_EVERY_S = 1.0
+# In a cluster, how often each worker shares the presence of its partitions' devices and takes the others':
+# another worker's API shows a device's latest values at most this late.
+PRESENCE_EVERY_S = 5.0
 
 
 class Service:
@@ -186,6 +189,7 @@ class Service:
                 keeper,
                 self.pipeline,
                 work_orders=self.work_orders,
+                presence=self.presence,
                 on_status=self._on_gateway_status,
             )
             if keeper is not None
@@ -220,6 +224,7 @@ class Service:
         else:
             partitions = self.partitions
             self.scheduler.every("rules", tick, partitions.tick, lambda _now: self.rules.sync())
+            self.scheduler.every("presence", PRESENCE_EVERY_S, partitions.share_presence)
         self.scheduler.every(
             "paging",
             PAGING_EVERY_S,

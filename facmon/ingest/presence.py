@@ -34,6 +34,14 @@ class DevicePresence:
     def restore(self, device_id: str, ts_ms: int, latest: dict[str, Scalar]) -> None:
         self._snapshots[device_id] = DeviceSnapshot(ts_ms, ts_ms, dict(latest))
 
+    def merge(self, device_id: str, snapshot: DeviceSnapshot) -> bool:
+        """Take a snapshot heard elsewhere (another worker of a cluster) if it is newer; whether it was."""
+        old = self._snapshots.get(device_id)
+        if old is not None and old.last_seen_ms >= snapshot.last_seen_ms:
+            return False
+        self._snapshots[device_id] = snapshot
+        return True
+
     def observe(self, readings: Iterable[Reading], received_ms: int) -> None:
         for reading in readings:
             old = self._snapshots.get(reading.device_id)

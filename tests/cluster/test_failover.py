@@ -197,3 +197,23 @@ def test_the_leader_killed_in_the_middle_of_an_escalation_the_next_step_pages_on
         pagers.client.disconnect()
         pagers.client.loop_stop()
         forget_sessions(mqtt_broker, a.config.mqtt.client_id)
+
+
+def test_every_worker_shows_the_devices_judged_by_the_other(pair: Pair, mqtt_broker: Broker) -> None:
+    owner, other = holder(pair, pump(3))
+    gateway = Gateway(mqtt_broker, site="site-003")
+    try:
+        gateway.publish("pump", pump(3), {"pressure_bar": 3.7, "pump_running": True})
+    finally:
+        gateway.close()
+    eventually(lambda: (s := owner.presence.get(pump(3))) is not None and s.latest["pressure_bar"] == 3.7)
+    # The other worker never gets the pump's readings, and shows them all the same, one sharing round later.
+    seen = eventually(
+        lambda: (s := other.presence.get(pump(3))) is not None and s.latest.get("pressure_bar") == 3.7 and s,
+        timeout=15,
+        what="the reading shared",
+    )
+    assert seen.latest_ts_ms == owner.presence.get(pump(3)).latest_ts_ms  # type: ignore[union-attr]
+    api = signed_in(other, "viewer")
+    [device] = [d for d in api.get("/api/v1/devices").json()["items"] if d["id"] == pump(3)]
+    assert device["status"] == "online" and device["latest"]["pressure_bar"] == 3.7

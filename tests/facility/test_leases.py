@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from facmon.facility.errors import FencedError
-from facmon.facility.state import StateStore
+from facmon.facility.state import SharedPresence, StateStore
 from tests.conftest import FakeClock
 
 TTL = timedelta(seconds=15)
@@ -91,3 +91,20 @@ def test_workers_are_heard_of_and_forgotten(state_store: StateStore, clock: Fake
     with state_store.begin() as tx:
         assert tx.forget_workers(clock.now() - TTL) == 1
     assert [w.name for w in state_store.cluster_workers()] == ["a"]
+
+
+def test_shared_presence_keeps_the_newest_of_each_device(state_store: StateStore) -> None:
+    with state_store.begin() as tx:
+        tx.share_presence(
+            [
+                SharedPresence("pump-1", 2_000, 1_900, {"pressure_bar": 3.9, "pump_running": True}),
+                SharedPresence("lift-A1", 1_000, 1_000, {"state": "normal"}),
+            ]
+        )
+    with state_store.begin() as tx:
+        # A worker resumed from a pause shares what it saw before; the newer row stays.
+        tx.share_presence([SharedPresence("pump-1", 1_500, 1_400, {"pressure_bar": 1.0})])
+        tx.share_presence([SharedPresence("lift-A1", 3_000, 2_900, {"state": "fault"})])
+    rows = {row.device_id: row for row in state_store.shared_presence()}
+    assert rows["pump-1"] == SharedPresence("pump-1", 2_000, 1_900, {"pressure_bar": 3.9, "pump_running": True})
+    assert rows["lift-A1"] == SharedPresence("lift-A1", 3_000, 2_900, {"state": "fault"})

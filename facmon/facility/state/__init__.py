@@ -9,11 +9,13 @@ The tables are in `schema.py` and their migrations in `migrations/` (which name 
 `facmon.facility.state.UTCDateTime`, as when the store was one module); opening the database in `connection.py`.
 Each aggregate has a module with its readers (`…Reads`, mixed into `StateStore`) and writers (`…Writes`, mixed
 into `StateTransaction`): `alarms`, `work_orders`, `paging` (outbox and escalations), `accounts`, `rule_memory`,
-`rejects`, `maintenance`. `rows.py` turns rows into domain records and back.
+`rejects`, `maintenance`, `leases` (a cluster's) and `presence` (devices' presence shared in a cluster).
+`rows.py` turns rows into domain records and back.
 """
 
 from facmon.facility.state.alarms import AlarmCount
 from facmon.facility.state.connection import lock_wait, migrate, normalise_url
+from facmon.facility.state.presence import SharedPresence
 from facmon.facility.state.rejects import REJECT_ROW_BYTES, RejectsPruned, reject_size
 from facmon.facility.state.rows import Page
 from facmon.facility.state.schema import UTCDateTime
@@ -25,6 +27,7 @@ __all__ = [
     "Fence",
     "Page",
     "RejectsPruned",
+    "SharedPresence",
     "StateStore",
     "StateTransaction",
     "UTCDateTime",

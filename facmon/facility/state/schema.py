@@ -327,3 +327,14 @@ cluster_workers = Table(
     Column("started_at", UTCDateTime, nullable=False),
     Column("seen_at", UTCDateTime, nullable=False),
 )
+
+# In a cluster, each device's presence as the worker judging its readings last saw it: when it was last heard
+# from and its latest values, for the APIs and streams of the other workers.
+device_presence = Table(
+    "device_presence",
+    metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("last_seen_ms", BigInteger, nullable=False),
+    Column("latest_ts_ms", BigInteger, nullable=False),
+    Column("latest", JSON, nullable=False),
+)

@@ -17,6 +17,7 @@ from facmon.facility.state.connection import connect
 from facmon.facility.state.leases import LeaseReads, LeaseWrites
 from facmon.facility.state.maintenance import MaintenanceReads, MaintenanceWrites
 from facmon.facility.state.paging import PagingReads, PagingWrites
+from facmon.facility.state.presence import PresenceReads, PresenceWrites
 from facmon.facility.state.rejects import RejectReads, RejectWrites
 from facmon.facility.state.rows import error_reason
 from facmon.facility.state.rule_memory import RuleMemoryReads, RuleMemoryWrites
@@ -39,7 +40,15 @@ def fenced(fence: Fence | None) -> Iterator[None]:
 
 
 class StateStore(
-    AlarmReads, RuleMemoryReads, WorkOrderReads, PagingReads, MaintenanceReads, AccountReads, RejectReads, LeaseReads
+    AlarmReads,
+    RuleMemoryReads,
+    WorkOrderReads,
+    PagingReads,
+    MaintenanceReads,
+    AccountReads,
+    RejectReads,
+    LeaseReads,
+    PresenceReads,
 ):
     """Repository over the state database."""
 
@@ -85,6 +94,7 @@ class StateTransaction(
     AccountWrites,
     RejectWrites,
     LeaseWrites,
+    PresenceWrites,
 ):
     """The writes of one transaction."""
 
