@@ -28,7 +28,7 @@ from facmon.ingest.presence import DevicePresence, DeviceSnapshot
 from facmon.ingest.subscriber import Message, MqttSubscriber
 from facmon.rules.conditions import RuleSet
 from facmon.rules.flood import FloodDetector
-from facmon.rules.processor import RuleProcessor
+from facmon.rules.processor import RuleProcessor, StoredAlarms
 
 log = logging.getLogger(__name__)
 
@@ -162,10 +162,18 @@ class Partitions:
 
     def tick(self, now: datetime) -> None:
         """Each partition's time passing (delays, silence, shelves, floods), under its own lease."""
-        for held in self._held.values():
+        held_now = list(self._held.values())
+        if not held_now:
+            return
+        try:
+            stored = StoredAlarms.read(self._state)  # once for all of them, not two queries a partition
+        except StateStoreError as exc:
+            log.error("cluster: rules' tick skipped: %s", exc)
+            return
+        for held in held_now:
             try:
                 with fenced(held.fence):
-                    held.rules.tick(now)
+                    held.rules.tick(now, stored)
                     held.floods.tick(now)
             except FencedError as exc:
                 log.warning("cluster: partition %d: %s", held.number, exc)

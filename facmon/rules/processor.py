@@ -68,6 +68,18 @@ def _condition_moved(old: Memory | None, new: Memory | None) -> bool:
 Action = Callable[[Alarm], tuple[Alarm, AlarmEvent]]
 
 
+@dataclass(frozen=True, slots=True)
+class StoredAlarms:
+    """The open alarms and the service records as stored, read once for the ticks of several processors."""
+
+    open_alarms: list[Alarm]
+    out_of_service: dict[str, ServiceRecord]
+
+    @classmethod
+    def read(cls, store: StateStore) -> StoredAlarms:
+        return cls(store.open_alarms(), store.out_of_service())
+
+
 class AlarmListener(Protocol):
     def on_alarm_change(self, change: AlarmChange) -> None:
         """Called after the change is committed, on the thread that made it."""
@@ -190,8 +202,12 @@ class RuleProcessor:
             # What was committed is told even when the store fails halfway: each alarm gets its work order.
             self._tell(changes)
 
-    def tick(self, now: datetime) -> None:
-        """Let time pass: delays run out, silent devices raise communication-lost alarms, shelves expire."""
+    def tick(self, now: datetime, stored: StoredAlarms | None = None) -> None:
+        """Let time pass: delays run out, silent devices raise communication-lost alarms, shelves expire.
+
+        A shared processor reads the open alarms and the service records as stored, or takes them from `stored`
+        (read once for several processors).
+        """
         changes: list[AlarmChange] = []
         try:
             with self._lock:
@@ -203,8 +219,8 @@ class RuleProcessor:
                 self._dirty.update(key for key, mem in state.memory.items() if mem is not before.memory.get(key))
                 self._save_dirty(now)
                 if self._shared:
-                    self._sync_service()
-                for alarm in self._open_alarms():
+                    self._sync_service(None if stored is None else stored.out_of_service)
+                for alarm in self._open_alarms(None if stored is None else stored.open_alarms):
                     if alarm.shelved and alarm.shelved_until is not None and alarm.shelved_until <= now:
                         changes += self._change(alarm.id, lambda a: unshelve(a, "system", now, "shelf time is up"))
                 for record in list(self._out_of_service.values()):
@@ -218,14 +234,16 @@ class RuleProcessor:
         with self._lock:
             self._sync_service()
 
-    def _sync_service(self) -> None:
-        self._out_of_service = {d: r for d, r in self._store.out_of_service().items() if self._mine(d)}
+    def _sync_service(self, records: dict[str, ServiceRecord] | None = None) -> None:
+        stored = self._store.out_of_service() if records is None else records
+        self._out_of_service = {d: r for d, r in stored.items() if self._mine(d)}
 
-    def _open_alarms(self) -> list[Alarm]:
+    def _open_alarms(self, stored: Sequence[Alarm] | None = None) -> list[Alarm]:
         """The open alarms as held; as stored when shared, where operators on other workers act on them too."""
         if not self._shared:
             return list(self._alarms.values())
-        return [a for a in self._store.open_alarms() if self._mine(a.device_id)]
+        alarms = self._store.open_alarms() if stored is None else stored
+        return [a for a in alarms if self._mine(a.device_id)]
 
     def is_out_of_service(self, device_id: str) -> bool:
         return device_id in self._out_of_service

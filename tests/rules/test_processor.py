@@ -16,7 +16,7 @@ from facmon.facility.state import StateStore, StateTransaction
 from facmon.ingest.errors import SinkBehindError
 from facmon.rules.conditions import RuleSet
 from facmon.rules.errors import LifecycleError
-from facmon.rules.processor import AlarmChange, RuleProcessor
+from facmon.rules.processor import AlarmChange, RuleProcessor, StoredAlarms
 
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 
@@ -257,7 +257,8 @@ def test_shared_processors_see_what_another_workers_api_did_from_the_next_tick(
     [alarm] = store.list_alarms().items
 
     api.shelve(alarm.id, "li", T0, T0 + timedelta(minutes=30), "known nuisance")
-    holder.tick(T0 + timedelta(minutes=30))  # the holder never held the shelf, and unshelves it all the same
+    # The holder never held the shelf, and unshelves it all the same (from the store as read for every partition).
+    holder.tick(T0 + timedelta(minutes=30), StoredAlarms.read(store))
     assert not store.get_alarm(alarm.id).shelved
     assert store.alarm_events(alarm.id)[-1].note == "shelf time is up"
 
