@@ -9,7 +9,7 @@ stops at once: its session is closed, its queued messages are given up unacknowl
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -58,7 +58,6 @@ class Partitions:
         *,
         work_orders: WorkOrderPolicy,
         presence: DevicePresence,
-        on_status: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self._config = config
         self._registry = registry
@@ -68,7 +67,6 @@ class Partitions:
         self._work_orders = work_orders
         self._presence = presence
         self._shared_seen: dict[str, int] = {}  # per device: the last_seen_ms last shared
-        self._on_status = on_status
         cluster = config.cluster
         self.sites: dict[int, tuple[str, ...]] = {p: () for p in range(cluster.partitions)}
         for site in config.sites:
@@ -128,12 +126,9 @@ class Partitions:
     def _subscriber(self, partition: int) -> MqttSubscriber:
         subscriber = self._subscribers.get(partition)
         if subscriber is None:
+            # The gateways' status comes through the worker's own status listener, for every site.
             subscriber = MqttSubscriber(
-                self._config.mqtt,
-                self._pipeline.submit,
-                on_status=self._on_status,
-                partition=partition,
-                sites=self.sites[partition],
+                self._config.mqtt, self._pipeline.submit, partition=partition, sites=self.sites[partition]
             )
             self._subscribers[partition] = subscriber
         return subscriber

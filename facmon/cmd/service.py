@@ -144,6 +144,18 @@ class Service:
             if keeper is None
             else None
         )
+        # In a cluster, every worker hears every gateway's status (retained by the broker) on a clean session.
+        self.status_listener = (
+            MqttSubscriber(
+                config.mqtt,
+                self.pipeline.submit,
+                on_status=self._on_gateway_status,
+                client_id=f"{config.mqtt.client_id}-status-{keeper.worker}",
+                status_only=True,
+            )
+            if keeper is not None
+            else None
+        )
         self.rules = RuleProcessor(
             RuleSet.compile(config.rules, self.registry), self.registry, self.state, shared=keeper is not None
         )
@@ -190,7 +202,6 @@ class Service:
                 self.pipeline,
                 work_orders=self.work_orders,
                 presence=self.presence,
-                on_status=self._on_gateway_status,
             )
             if keeper is not None
             else None
@@ -315,6 +326,8 @@ class Service:
         self.pipeline.start()
         if self.subscriber is not None:
             self.subscriber.start()
+        if self.status_listener is not None:
+            self.status_listener.start()
         if self.keeper is not None:
             self.keeper.step()  # at once: free partitions and a missing leader are taken before the first interval
         self.scheduler.start()
@@ -385,6 +398,8 @@ class Service:
         self.outbox.close(timedelta(seconds=5))
         if self.subscriber is not None:
             self.subscriber.stop()
+        if self.status_listener is not None:
+            self.status_listener.stop()
         self.pipeline.stop()
         if self.partitions is None:
             self.rules.flush(self.clock.now())

@@ -59,13 +59,18 @@ class MqttSubscriber:
         client_id: str | None = None,
         partition: int | None = None,
         sites: Sequence[str] = (),
+        status_only: bool = False,
     ) -> None:
         self._config = config
         self._handle = handle
         self._on_status = on_status
         self.partition = partition
         prefix = config.topic_prefix
-        if partition is None:
+        # Only the gateways' status, on a clean session: what the broker retains is all there is to know.
+        self._status_only = status_only
+        if status_only:
+            self._filters = [gateway_status_filter(prefix)]
+        elif partition is None:
             telemetry = telemetry_filter(prefix)
             self._filters = [f"$share/{config.shared_group}/{telemetry}" if config.shared_group else telemetry]
             if on_status is not None:
@@ -92,7 +97,8 @@ class MqttSubscriber:
             self._client = mqtt.Client(
                 CallbackAPIVersion.VERSION2,
                 client_id=self.client_id,
-                clean_session=False,  # the broker keeps our subscription and queues messages while we are away
+                # The broker keeps our subscription and queues messages while we are away.
+                clean_session=status_only,
                 protocol=mqtt.MQTTv311,
                 manual_ack=True,
             )
@@ -123,10 +129,10 @@ class MqttSubscriber:
         keepalive = int(self._config.keepalive.total_seconds())
         if self._v5:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = int(self._config.session_expiry.total_seconds())
+            props.SessionExpiryInterval = 0 if self._status_only else int(self._config.session_expiry.total_seconds())
             # Clean start off: the broker keeps our subscription and queues messages while we are away.
             self._client.connect_async(
-                self._config.host, self._config.port, keepalive, clean_start=False, properties=props
+                self._config.host, self._config.port, keepalive, clean_start=self._status_only, properties=props
             )
         else:
             self._client.connect_async(self._config.host, self._config.port, keepalive)

@@ -8,10 +8,13 @@ lease, and a pressure drop published across the failover raises one alarm and op
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from facmon.cmd.broker import Broker
 from facmon.cmd.service import Service
@@ -217,3 +220,21 @@ def test_every_worker_shows_the_devices_judged_by_the_other(pair: Pair, mqtt_bro
     api = signed_in(other, "viewer")
     [device] = [d for d in api.get("/api/v1/devices").json()["items"] if d["id"] == pump(3)]
     assert device["status"] == "online" and device["latest"]["pressure_bar"] == 3.7
+
+
+def test_every_worker_hears_every_gateways_status(pair: Pair, mqtt_broker: Broker) -> None:
+    topic = "facility/site-003/gateway/gw-site-003/status"
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-gw-{uuid.uuid4().hex[:8]}")
+    publisher.connect(mqtt_broker.host, mqtt_broker.port)
+    publisher.loop_start()
+    try:
+        publisher.publish(topic, b"online", qos=1, retain=True).wait_for_publish(10)
+        for worker in pair:  # the site's partition is held by one of them; both hear its gateway
+            eventually(
+                lambda w=worker: (g := w.gateways.get("site-003", "gw-site-003")) is not None and g.status == "online",
+                what=f"the gateway's status on {worker.keeper.worker if worker.keeper else ''}",
+            )
+    finally:
+        publisher.publish(topic, b"", qos=1, retain=True).wait_for_publish(10)  # the retained status removed
+        publisher.disconnect()
+        publisher.loop_stop()

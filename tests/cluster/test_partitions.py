@@ -64,7 +64,7 @@ def test_each_partition_has_its_session_and_judges_only_its_sites(lone: tuple[Se
     subscriber = service.partitions.subscriber(partition)
     assert subscriber is not None
     assert subscriber.client_id == partition_client_id(service.config.mqtt.client_id, partition)
-    assert subscriber.filters == ["facility/site-001/+/+/telemetry", "facility/site-001/gateway/+/status"]
+    assert subscriber.filters == ["facility/site-001/+/+/telemetry"]  # gateways' status: the worker's own listener
     eventually(lambda: service.wait_connected(0), what="every partition's session subscribed")
 
 

@@ -177,7 +177,11 @@ def test_a_killed_and_a_paused_worker_each_leave_one_alarm_per_fault(
             for d in (pump(1), detector(2, 1), detector(2, 2))
             for o in store.list_work_orders(device_id=d).items
         ]
-        eventually(lambda: {number for number, _ in pages(pagers)} >= set(orders), what="a page for each work order")
+        eventually(
+            lambda: {number for number, _ in pages(pagers)} >= set(orders),
+            timeout=20,
+            what="a page for each work order",
+        )
         time.sleep(2)  # a page sent twice would be here by now
         sent = pages(pagers)
         assert sorted(sent) == sorted(set(sent)), sent
@@ -193,6 +197,9 @@ def test_a_killed_and_a_paused_worker_each_leave_one_alarm_per_fault(
         codes = {name: w.stop() for name, w in workers.items()}
         store.close()
         forget_sessions(mqtt_broker, CLIENT_ID)
+        if sys.exc_info()[0] is not None:  # failing: what each worker said, for the report
+            for name, w in workers.items():
+                print(f"--- worker {name} ---", *w.log.read_text().splitlines()[-60:], sep="\n")
     for name, code in codes.items():
         output = workers[name].log.read_text()
         assert "Traceback" not in output, output
