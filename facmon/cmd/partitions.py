@@ -9,7 +9,7 @@ stops at once: its session is closed, its queued messages are given up unacknowl
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -217,6 +217,3 @@ class Partitions:
     def stop(self) -> None:
         for subscriber in self._subscribers.values():
             subscriber.stop()
-
-    def numbers(self) -> Iterable[int]:
-        return sorted(self._held)

@@ -27,11 +27,6 @@ def site_telemetry_filter(prefix: str, site: str) -> str:
     return f"{prefix}/{site}/+/+/telemetry"
 
 
-def site_gateway_status_filter(prefix: str, site: str) -> str:
-    """The subscription that matches the status of every gateway of one site."""
-    return f"{prefix}/{site}/gateway/+/status"
-
-
 def gateway_status_topic(prefix: str, site: str, gateway_id: str) -> str:
     return f"{prefix}/{site}/gateway/{gateway_id}/status"
 

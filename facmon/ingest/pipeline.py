@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import threading
@@ -109,7 +108,6 @@ class IngestPipeline:
         self._reject_gate = reject_gate
         self._monotonic = monotonic
         self._fences = fences
-        self._abandoning = threading.Event()
         self._abandoned: set[int] = set()
         self._queue: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self._stopping = threading.Event()
@@ -143,14 +141,11 @@ class IngestPipeline:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def abandon(self, partition: int | None = None) -> None:
-        """Give up the batch in hand and the messages queued, unacknowledged: this worker no longer acts for
-        them (its lease went to another worker, to whom the broker sends them again). With `partition`, only
-        that partition's, until `resume(partition)`."""
-        if partition is None:
-            self._abandoning.set()
-        else:
-            self._abandoned = self._abandoned | {partition}
+    def abandon(self, partition: int) -> None:
+        """Give up a partition's batch in hand and its messages queued, unacknowledged, until `resume(partition)`:
+        this worker no longer acts for it (its lease went to another worker, to whom the broker sends them
+        again)."""
+        self._abandoned = self._abandoned | {partition}
 
     def resume(self, partition: int) -> None:
         """Take a partition's messages again: this worker holds its lease once more."""
@@ -323,8 +318,6 @@ class IngestPipeline:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            if self._abandoning.is_set():
-                self._drop_queued()
             self._drain_spool()
             try:
                 first = self._queue.get(timeout=0.2)
@@ -343,16 +336,6 @@ class IngestPipeline:
             for partition, messages in _by_partition(batch, self._abandoned).items():
                 with fenced(None if partition is None else self._fences(partition)):
                     self._process_until_through(messages, partition)
-
-    def _drop_queued(self) -> None:
-        dropped = 0
-        with contextlib.suppress(queue.Empty):
-            while True:
-                self._queue.get_nowait()
-                dropped += 1
-        self._abandoning.clear()
-        self._stalled_since = None
-        log.warning("ingest: %d queued messages given up, unacknowledged, for the broker to send again", dropped)
 
     def _process_until_through(self, messages: list[Message], partition: int | None = None) -> None:
         batch: _Batch | None = None
@@ -387,7 +370,7 @@ class IngestPipeline:
                 log.exception("ingest: unexpected failure on a batch of %d; retrying", len(messages))
             if self._stalled_since is None:
                 self._stalled_since = self._monotonic()
-            if self._stopping.wait(self._retry_delay) or self._abandoning.is_set() or partition in self._abandoned:
+            if self._stopping.wait(self._retry_delay) or partition in self._abandoned:
                 return
             self._next_drain = 0.0
             self._drain_spool()  # room in the spool, or the store back, lets the batch through

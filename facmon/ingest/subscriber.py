@@ -17,7 +17,6 @@ from paho.mqtt.properties import Properties
 from facmon.config.mqtt import MqttConfig
 from facmon.facility.topics import (
     gateway_status_filter,
-    site_gateway_status_filter,
     site_telemetry_filter,
     telemetry_filter,
 )
@@ -76,9 +75,8 @@ class MqttSubscriber:
             if on_status is not None:
                 self._filters.append(gateway_status_filter(prefix))
         else:
+            # Telemetry only: the gateways' status reaches every worker through its own status-only subscriber.
             self._filters = [site_telemetry_filter(prefix, site) for site in sites]
-            if on_status is not None:
-                self._filters += [site_gateway_status_filter(prefix, site) for site in sites]
             client_id = client_id or partition_client_id(config.client_id, partition)
         self._connection = 0
         self._connected = threading.Event()
