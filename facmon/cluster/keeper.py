@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from facmon.config.cluster import LEADER, ClusterConfig, partition_lease
+from facmon.config.cluster import LEADER, ClusterConfig, lease_partition, partition_lease
 from facmon.facility.clock import Clock
 from facmon.facility.errors import FencedError, StateStoreError
 from facmon.facility.model import Lease
@@ -59,7 +59,7 @@ class LeaseKeeper:
 
     def partitions(self) -> set[int]:
         """The partitions this worker holds now."""
-        return {int(name.removeprefix("partition-")) for name in self._held if name != LEADER}
+        return {lease_partition(name) for name in self._held if name != LEADER}
 
     @property
     def is_leader(self) -> bool:
@@ -80,6 +80,10 @@ class LeaseKeeper:
             return name, self.worker, lease.epoch
 
         return fence
+
+    def partition_fence(self, partition: int) -> Fence:
+        """The fence of writes acting for a partition (`fence_for` its lease)."""
+        return self.fence_for(partition_lease(partition))
 
     def share(self) -> int:
         """How many partitions this worker should hold: its even share among the workers heard of lately."""
@@ -154,8 +158,8 @@ class LeaseKeeper:
         return [partition_lease((start + i) % count) for i in range(count)]
 
     def give_up(self, name: str) -> None:
-        """Release one lease this worker cannot act on (its partition failed to start here), for another worker
-        or a later round of this one to claim."""
+        """Release one lease, for another worker or a later round of this one to claim at once: a partition that
+        failed to start here, or each lease at an orderly stop."""
         lease = self._held.pop(name, None)
         if lease is None:
             return
@@ -167,17 +171,13 @@ class LeaseKeeper:
 
     def release_all(self) -> None:
         """Give every lease up at an orderly stop and leave, so that the others take over at once, not after a lease."""
-        held, self._held = self._held, {}
-        for lease in held.values():
-            try:
-                with self._store.begin() as tx:
-                    tx.release_lease(lease)
-            except StateStoreError as exc:
-                log.warning("cluster: could not release %s: %s", lease.name, exc)
+        held = sorted(self._held)
+        for name in held:
+            self.give_up(name)
         try:
             with self._store.begin() as tx:
                 tx.leave(self.worker)
         except StateStoreError as exc:
             log.warning("cluster: could not say that %s leaves: %s", self.worker, exc)
         if held and self._on_change is not None:
-            self._on_change(LeaseChanges(lost=sorted(held)))
+            self._on_change(LeaseChanges(lost=held))

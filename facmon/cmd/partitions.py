@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 
 from facmon.alerts.work_orders.from_alarms import WorkOrderPolicy
 from facmon.cluster.keeper import LeaseKeeper
-from facmon.config.cluster import partition_lease
 from facmon.config.facility import FacilityConfig
 from facmon.config.registry import DeviceRegistry
 from facmon.config.rules import RuleConfig
@@ -68,10 +67,7 @@ class Partitions:
         self._presence = presence
         self._shared_seen: dict[str, int] = {}  # per device: the last_seen_ms last shared
         cluster = config.cluster
-        self.sites: dict[int, tuple[str, ...]] = {p: () for p in range(cluster.partitions)}
-        for site in config.sites:
-            partition = cluster.partition_of(site.id)
-            self.sites[partition] = (*self.sites[partition], site.id)
+        self.sites = cluster.sites_by_partition(site.id for site in config.sites)
         self._partition_of_device = {d.id: cluster.partition_of(d.site) for d in registry}
         self._rules = config.rules
         # One session per partition for the life of the process: a packet id means something only on the
@@ -83,13 +79,10 @@ class Partitions:
     def held(self) -> dict[int, Partition]:
         return self._held
 
-    def fence(self, partition: int) -> Fence:
-        return self._keeper.fence_for(partition_lease(partition))
-
     def gain(self, partition: int, now: datetime) -> None:
         """Take a partition up: its rules and floods as its last holder saved them, then its session."""
         sites = self.sites[partition]
-        fence = self.fence(partition)
+        fence = self._keeper.partition_fence(partition)
         registry = self._registry.of_sites(sites)
         rules = RuleProcessor(RuleSet.compile(self._rules, registry), registry, self._state, shared=True)
         floods = FloodDetector(self._state, sites=sites)

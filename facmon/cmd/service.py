@@ -32,7 +32,7 @@ from facmon.cluster.keeper import LeaseChanges, LeaseKeeper
 from facmon.cluster.metrics import register_cluster_metrics
 from facmon.cmd.partitions import Partitions
 from facmon.cmd.scheduler import Job, Scheduler
-from facmon.config.cluster import LEADER, lease_partition, partition_lease
+from facmon.config.cluster import LEADER, lease_partition
 from facmon.config.errors import ConfigError, ConfigProblem
 from facmon.config.facility import FacilityConfig
 from facmon.config.loader import load_config
@@ -135,7 +135,7 @@ class Service:
             batch_size=config.ingest.batch_size,
             retry_delay=ingest_retry_delay,
             reject_gate=self.reject_gate,
-            fences=None if keeper is None else lambda partition: keeper.fence_for(partition_lease(partition)),
+            fences=None if keeper is None else keeper.partition_fence,
         )
         # Alone, one session for every device, and these rules judge every reading. In a cluster, each partition
         # held has its own (`self.partitions`), and these rules serve the API's operator actions only.

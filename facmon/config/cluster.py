@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import zlib
+from collections.abc import Iterable
 from datetime import timedelta
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -58,6 +59,14 @@ class ClusterConfig(_Model):
         """The partition of a site: as `sites` names it, else a hash of its id that every worker computes alike."""
         explicit = self.sites.get(site)
         return explicit if explicit is not None else zlib.crc32(site.encode()) % self.partitions
+
+    def sites_by_partition(self, sites: Iterable[str]) -> dict[int, tuple[str, ...]]:
+        """Each partition's sites, in the order given; a partition of no site has none."""
+        found: dict[int, tuple[str, ...]] = {p: () for p in range(self.partitions)}
+        for site in sites:
+            partition = self.partition_of(site)
+            found[partition] = (*found[partition], site)
+        return found
 
     @property
     def worker_name(self) -> str:

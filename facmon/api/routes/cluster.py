@@ -62,9 +62,10 @@ def cluster(services: ServicesDep) -> ClusterPublic:
     tz = services.config.tz
     now = services.clock.now()
     leases = services.state.leases()
-    sites: dict[str, list[str]] = {}
-    for site in services.config.sites:
-        sites.setdefault(partition_lease(config.partition_of(site.id)), []).append(site.id)
+    sites = {
+        partition_lease(p): list(of)
+        for p, of in config.sites_by_partition(site.id for site in services.config.sites).items()
+    }
     held = [
         LeasePublic(
             name=lease.name,
